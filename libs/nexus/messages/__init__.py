@@ -1,0 +1,175 @@
+"""Every Nexus wire message, the tagged union of each stream, and one reused decoder per union.
+
+    decode(MARKET_DATA, data)  ->  Trade | Quote | BookSnapshot | BookDelta
+    encode(msg)                ->  JSON bytes
+
+`match` on the decoded type. Decoders raise msgspec.DecodeError / msgspec.ValidationError on bad input;
+the bus counts and logs those and keeps going.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeAlias
+
+import msgspec
+
+from nexus.messages.base import (
+    ExecType,
+    Message,
+    Nanos,
+    OrderType,
+    Price,
+    Qty,
+    Severity,
+    Side,
+    StpMode,
+    TimeInForce,
+    TradingState,
+    now_ns,
+)
+from nexus.messages.marketdata import (
+    BookDelta,
+    BookSnapshot,
+    FeedStatus,
+    Level,
+    MarketData,
+    Quote,
+    Trade,
+)
+from nexus.messages.orders import (
+    CancelAll,
+    CancelOrder,
+    ExecReport,
+    NewOrder,
+    OrderCommand,
+    Reason,
+    ReplaceOrder,
+)
+from nexus.messages.system import (
+    AccountRisk,
+    Alert,
+    ErrorReply,
+    Heartbeat,
+    KillSwitch,
+    PortfolioTarget,
+    Position,
+    RiskAudit,
+)
+
+# One tagged union per stream.
+MarketDataMsg: TypeAlias = Trade | Quote | BookSnapshot | BookDelta
+OrderCommandMsg: TypeAlias = NewOrder | CancelOrder | ReplaceOrder | CancelAll
+AnyMessage: TypeAlias = (
+    Trade
+    | Quote
+    | BookSnapshot
+    | BookDelta
+    | FeedStatus
+    | NewOrder
+    | CancelOrder
+    | ReplaceOrder
+    | CancelAll
+    | ExecReport
+    | Heartbeat
+    | Alert
+    | ErrorReply
+    | KillSwitch
+    | AccountRisk
+    | RiskAudit
+    | PortfolioTarget
+)
+
+PUBLIC_MESSAGES: Final[tuple[type[Message], ...]] = (
+    Trade,
+    Quote,
+    BookSnapshot,
+    BookDelta,
+    FeedStatus,
+    NewOrder,
+    CancelOrder,
+    ReplaceOrder,
+    CancelAll,
+    ExecReport,
+    Heartbeat,
+    Alert,
+    ErrorReply,
+    KillSwitch,
+    AccountRisk,
+    RiskAudit,
+    PortfolioTarget,
+)
+"""Every message an external client may see; `nexus schema` writes a JSON Schema for each."""
+
+_encoder: Final = msgspec.json.Encoder()
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def encode(msg: Message) -> bytes:
+    """JSON bytes of a message (with its `type` tag)."""
+    return _encoder.encode(msg)
+
+
+def decoder(kind: Any) -> msgspec.json.Decoder[Any]:
+    """The one reused decoder for a message type or union."""
+    dec = _decoders.get(kind)
+    if dec is None:
+        dec = _decoders[kind] = msgspec.json.Decoder(kind)
+    return dec
+
+
+def decode(kind: Any, data: bytes | bytearray | memoryview) -> Any:
+    """Decode `data` as `kind` (a message type or a union). Raises msgspec.DecodeError/ValidationError."""
+    return decoder(kind).decode(data)
+
+
+def tag_of(kind: type[Message]) -> str:
+    """The `type` tag a message class is encoded with."""
+    info = msgspec.inspect.type_info(kind)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return str(info.tag)
+
+
+__all__ = [
+    "PUBLIC_MESSAGES",
+    "AccountRisk",
+    "Alert",
+    "AnyMessage",
+    "BookDelta",
+    "BookSnapshot",
+    "CancelAll",
+    "CancelOrder",
+    "ErrorReply",
+    "ExecReport",
+    "ExecType",
+    "FeedStatus",
+    "Heartbeat",
+    "KillSwitch",
+    "Level",
+    "MarketData",
+    "MarketDataMsg",
+    "Message",
+    "Nanos",
+    "NewOrder",
+    "OrderCommand",
+    "OrderCommandMsg",
+    "OrderType",
+    "PortfolioTarget",
+    "Position",
+    "Price",
+    "Qty",
+    "Quote",
+    "Reason",
+    "ReplaceOrder",
+    "RiskAudit",
+    "Severity",
+    "Side",
+    "StpMode",
+    "TimeInForce",
+    "Trade",
+    "TradingState",
+    "decode",
+    "decoder",
+    "encode",
+    "now_ns",
+    "tag_of",
+]

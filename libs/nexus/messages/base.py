@@ -1,0 +1,83 @@
+"""The base of every wire message, and the enums shared by several streams.
+
+Wire rules (docs/ARCHITECTURE and README "Messages"):
+- every message is a frozen, keyword-only msgspec Struct with a `type` tag and a schema version `v`;
+- JSON on the wire; prices and quantities are decimals encoded as strings ("43123.45");
+- timestamps are integer nanoseconds since the Unix epoch;
+- new fields get defaults, a field's type never changes, unknown fields are ignored by decoders
+  (an old consumer must read a newer producer's messages).
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+
+Price = Annotated[Decimal, msgspec.Meta(description='decimal price as a string, e.g. "43123.45"')]
+Qty = Annotated[Decimal, msgspec.Meta(description='decimal quantity as a string, e.g. "0.0125"')]
+Nanos = Annotated[int, msgspec.Meta(ge=0, description="nanoseconds since the Unix epoch")]
+
+
+def now_ns() -> int:
+    """Wall-clock time in integer nanoseconds (the unit of every timestamp on the wire)."""
+    return time.time_ns()
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every wire message. `v` is the schema version of the concrete type."""
+
+    v: int = 1
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(StrEnum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class TimeInForce(StrEnum):
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class StpMode(StrEnum):
+    """Self-trade prevention when an order would trade against its own account's resting order."""
+
+    CANCEL_NEWEST = "cancel_newest"
+    CANCEL_OLDEST = "cancel_oldest"
+    CANCEL_BOTH = "cancel_both"
+    DECREMENT = "decrement"
+
+
+class ExecType(StrEnum):
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REPLACED = "replaced"
+    REJECTED = "rejected"
+
+
+class TradingState(StrEnum):
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"

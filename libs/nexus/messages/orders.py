@@ -1,0 +1,143 @@
+"""Order commands (client -> risk -> engine) and execution reports (engine/risk -> client)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from nexus.messages.base import (
+    ExecType,
+    Message,
+    Nanos,
+    OrderType,
+    Price,
+    Qty,
+    Side,
+    StpMode,
+    TimeInForce,
+)
+
+
+class OrderCommand(Message, frozen=True, kw_only=True):
+    """Fields of every order command. `client_order_id` is unique per account and is the JetStream
+    Nats-Msg-Id of the command, so a retried submit is the same command. `ts` is the client's send time."""
+
+    account: str
+    client_order_id: str
+    ts: Nanos = 0
+
+
+class NewOrder(OrderCommand, frozen=True, kw_only=True, tag="new_order"):
+    """A new order. Market orders carry no price; they are IOC and rejected when the other side is empty."""
+
+    symbol: str
+    side: Side
+    qty: Qty
+    price: Price | None = None
+    order_type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    reduce_only: bool = False
+    stp: StpMode = StpMode.CANCEL_NEWEST
+
+
+class CancelOrder(OrderCommand, frozen=True, kw_only=True, tag="cancel_order"):
+    """Cancel the order whose client order id is `orig_client_order_id`."""
+
+    symbol: str
+    orig_client_order_id: str
+
+
+class ReplaceOrder(OrderCommand, frozen=True, kw_only=True, tag="replace_order"):
+    """Change price and/or quantity of a resting order. A price change or a size increase loses time
+    priority; a size decrease keeps it. Omitted fields keep their value."""
+
+    symbol: str
+    orig_client_order_id: str
+    price: Price | None = None
+    qty: Qty | None = None
+
+
+class CancelAll(OrderCommand, frozen=True, kw_only=True, tag="cancel_all"):
+    """Cancel every open order of the account, or only those of `symbol`."""
+
+    symbol: str | None = None
+
+
+class ExecReport(Message, frozen=True, kw_only=True, tag="exec_report"):
+    """What happened to an order. Quantities are cumulative: `cum_qty` filled so far, `leaves_qty` still open.
+
+    `reason` is a machine-readable code (see Reason) on rejections and cancels, `text` says it for people.
+    `seq` is the engine's sequence number per symbol; `ts_cmd` the command's client time (for latency),
+    `ts_event` when the engine processed it.
+    """
+
+    account: str
+    client_order_id: str
+    exec_type: ExecType
+    symbol: str
+    orig_client_order_id: str = ""
+    order_id: int = 0
+    side: Side | None = None
+    order_type: OrderType | None = None
+    price: Price | None = None
+    qty: Qty | None = None
+    last_qty: Qty | None = None
+    last_px: Price | None = None
+    cum_qty: Qty | None = None
+    leaves_qty: Qty | None = None
+    avg_px: Price | None = None
+    trade_id: str = ""
+    liquidity: str = ""
+    reason: str = ""
+    text: str = ""
+    venue: str = ""
+    seq: int = 0
+    ts_cmd: Nanos = 0
+    ts_event: Nanos = 0
+
+
+class Reason(StrEnum):
+    """Reject and cancel reason codes. Carried as plain strings on the wire so new codes never break
+    an older consumer; compare with these constants."""
+
+    # decoding and shape
+    DECODE_ERROR = "DECODE_ERROR"
+    INVALID_FIELD = "INVALID_FIELD"
+    # instrument and order shape
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    INSTRUMENT_NOT_TRADABLE = "INSTRUMENT_NOT_TRADABLE"
+    QTY_NOT_POSITIVE = "QTY_NOT_POSITIVE"
+    QTY_NOT_LOT_MULTIPLE = "QTY_NOT_LOT_MULTIPLE"
+    QTY_BELOW_MIN = "QTY_BELOW_MIN"
+    QTY_ABOVE_MAX = "QTY_ABOVE_MAX"
+    PRICE_NOT_POSITIVE = "PRICE_NOT_POSITIVE"
+    PRICE_OFF_TICK = "PRICE_OFF_TICK"
+    PRICE_REQUIRED = "PRICE_REQUIRED"
+    # order lifecycle
+    DUPLICATE_ORDER_ID = "DUPLICATE_ORDER_ID"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    NOT_OWNER = "NOT_OWNER"
+    ORDER_CLOSED = "ORDER_CLOSED"
+    NO_LIQUIDITY = "NO_LIQUIDITY"
+    POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"
+    FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
+    IOC_REMAINDER = "IOC_REMAINDER"
+    SELF_TRADE = "SELF_TRADE"
+    CANCELLED_BY_CLIENT = "CANCELLED_BY_CLIENT"
+    CANCELLED_BY_RISK = "CANCELLED_BY_RISK"
+    # pre-trade risk
+    PRICE_COLLAR = "PRICE_COLLAR"
+    NO_REFERENCE_PRICE = "NO_REFERENCE_PRICE"
+    MAX_ORDER_QTY = "MAX_ORDER_QTY"
+    MAX_NOTIONAL = "MAX_NOTIONAL"
+    MAX_POSITION = "MAX_POSITION"
+    MAX_GROSS_EXPOSURE = "MAX_GROSS_EXPOSURE"
+    MAX_NET_EXPOSURE = "MAX_NET_EXPOSURE"
+    BUYING_POWER = "BUYING_POWER"
+    RATE_LIMIT = "RATE_LIMIT"
+    MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
+    DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
+    REDUCE_ONLY = "REDUCE_ONLY"
+    TRADING_HALTED = "TRADING_HALTED"
+    TRADING_REDUCING = "TRADING_REDUCING"
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"

@@ -1,0 +1,1 @@
+"""Nexus feed-handler: Normalised market data from venue adapters onto priority subjects."""

@@ -1,0 +1,1 @@
+"""Nexus monitor: Health scores, alerts, latency histograms, Prometheus and the live dashboard."""

@@ -1,0 +1,4 @@
+from monitor.service import Monitor
+from nexus.runtime import main
+
+main(Monitor)

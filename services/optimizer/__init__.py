@@ -1,0 +1,1 @@
+"""Nexus optimizer: Portfolio optimisation on live market data."""

@@ -1,0 +1,4 @@
+from nexus.runtime import main
+from optimizer.service import Optimizer
+
+main(Optimizer)

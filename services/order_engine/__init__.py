@@ -1,0 +1,1 @@
+"""Nexus order-engine: Price-time matching with durable order flow and exact recovery."""

@@ -1,0 +1,4 @@
+from nexus.runtime import main
+from risk.service import Risk
+
+main(Risk)

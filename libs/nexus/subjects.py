@@ -58,6 +58,7 @@ from nexus.messages import (
     KillSwitch,
     Message,
     NewOrder,
+    OptimizeRequest,
     PortfolioTarget,
     Quote,
     ReplaceOrder,
@@ -244,6 +245,8 @@ def subject_for(msg: Message) -> str:
             return risk_audit()
         case PortfolioTarget():
             return portfolio_target(msg.portfolio)
+        case OptimizeRequest():
+            return optimize_request()
         case Heartbeat():
             return heartbeat(msg.service, msg.instance)
         case Alert():

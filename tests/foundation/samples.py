@@ -92,4 +92,12 @@ SAMPLES: list[m.Message] = [
         volatility=0.2,
         sharpe=0.5,
     ),
+    m.OptimizeRequest(
+        objective=m.Objective.MAX_SHARPE,
+        symbols=("A", "B"),
+        mu=(0.08, 0.12),
+        cov=((0.04, 0.01), (0.01, 0.09)),
+        risk_free=0.02,
+        upper=0.7,
+    ),
 ]

@@ -45,6 +45,7 @@ from nexus.messages.orders import (
     Reason,
     ReplaceOrder,
 )
+from nexus.messages.portfolio import CovEstimator, MeanEstimator, Objective, OptimizeRequest
 from nexus.messages.system import (
     AccountRisk,
     Alert,
@@ -77,6 +78,7 @@ AnyMessage: TypeAlias = (
     | AccountRisk
     | RiskAudit
     | PortfolioTarget
+    | OptimizeRequest
 )
 
 PUBLIC_MESSAGES: Final[tuple[type[Message], ...]] = (
@@ -97,6 +99,7 @@ PUBLIC_MESSAGES: Final[tuple[type[Message], ...]] = (
     AccountRisk,
     RiskAudit,
     PortfolioTarget,
+    OptimizeRequest,
 )
 """Every message an external client may see; `nexus schema` writes a JSON Schema for each."""
 
@@ -138,6 +141,7 @@ __all__ = [
     "BookSnapshot",
     "CancelAll",
     "CancelOrder",
+    "CovEstimator",
     "ErrorReply",
     "ExecReport",
     "ExecType",
@@ -147,9 +151,12 @@ __all__ = [
     "Level",
     "MarketData",
     "MarketDataMsg",
+    "MeanEstimator",
     "Message",
     "Nanos",
     "NewOrder",
+    "Objective",
+    "OptimizeRequest",
     "OrderCommand",
     "OrderCommandMsg",
     "OrderType",

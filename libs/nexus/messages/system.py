@@ -108,3 +108,5 @@ class PortfolioTarget(Message, frozen=True, kw_only=True, tag="portfolio_target"
     status: str = "optimal"
     solve_us: int = 0
     ts: Nanos = 0
+    risk_contributions: tuple[float, ...] = ()
+    """Each asset's share of the portfolio variance, w_i (Σw)_i / w'Σw (sums to 1)."""

@@ -1,0 +1,1 @@
+"""Venue adapters, one module each behind one interface (adapters.base.Adapter)."""

@@ -1,0 +1,217 @@
+"""The outbound queues between adapters and NATS, and the task that drains them, trades first.
+
+    p0  trades            FIFO; never dropped, never conflated. Above `p0_limit` the adapters' intake
+                          pauses (backpressure to the venue socket) until it drains below half.
+    p2  feed status       FIFO, small; published right after trades so a failover is seen at once.
+    p1  quotes and book   FIFO while short. Once `conflate_at` updates are pending (the publisher is
+                          behind), a new update for a subject that already has one pending replaces it
+                          (quote) or is merged into it (book: deltas merge level by level, a delta is
+                          applied to a pending snapshot), and `conflated_total` of its feed counts it.
+                          At `p1_limit` pending, a quote with nothing to merge into is dropped
+                          (`dropped_total`); book data is never dropped (a lost delta would corrupt every
+                          consumer's book), and conflation bounds it to one pending update per subject.
+
+The publisher sets `ts_pub`, encodes and publishes; between batches of p1 it goes back to p0, so a
+trade waits for at most one batch of quotes. Trades can go out on a dedicated NATS connection
+(Service.dedicated_p0), so they never queue behind quote bytes in a socket buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from feed_handler.book import Book
+from feed_handler.counters import FeedCounters
+from nexus import messages
+from nexus.logs import get_logger
+from nexus.messages import BookDelta, BookSnapshot, FeedStatus, MarketDataMsg, Quote, Trade, now_ns
+from nexus.subjects import Tier
+
+Publish = Callable[[str, bytes, Tier], Awaitable[None]]
+BookMsg = BookSnapshot | BookDelta
+
+P1_BATCH = 256
+"""p1 messages published between two looks at the trade queue."""
+
+
+def merge_book(old: BookMsg, new: BookMsg) -> BookMsg:
+    """One book update equivalent to applying `old` then `new` (same subject, `new` is later)."""
+    if isinstance(new, BookSnapshot):
+        return new
+    if isinstance(old, BookSnapshot):
+        book = Book(old.symbol)
+        book.reset(old.bids, old.asks, old.seq)
+        book.apply(new.bids, new.asks, new.seq)
+        return msgspec.structs.replace(
+            old,
+            bids=book.bids(),
+            asks=book.asks(),
+            seq=new.seq,
+            ts_event=new.ts_event,
+            ts_recv=new.ts_recv,
+        )
+    bids = dict(old.bids)
+    bids.update(new.bids)
+    asks = dict(old.asks)
+    asks.update(new.asks)
+    return msgspec.structs.replace(
+        new,
+        bids=tuple(sorted(bids.items(), reverse=True)),
+        asks=tuple(sorted(asks.items())),
+        first_seq=old.first_seq or new.first_seq,
+    )
+
+
+class Outbox:
+    """Queues by priority with per-subject conflation (pure data structure; the Publisher drains it)."""
+
+    def __init__(self, p0_limit: int = 100_000, p1_limit: int = 65_536, conflate_at: int = 1024) -> None:
+        if not 0 < conflate_at <= p1_limit:
+            raise ValueError("need 0 < conflate_at <= p1_limit")
+        self.p0_limit = p0_limit
+        self.p1_limit = p1_limit
+        self.conflate_at = conflate_at
+        self.p0: deque[tuple[str, Trade, FeedCounters]] = deque()
+        self.p2: deque[tuple[str, FeedStatus]] = deque()
+        self.p1: OrderedDict[int, list[object]] = OrderedDict()
+        self._tail: dict[str, int] = {}
+        self._next_key = 0
+        self.wakeup = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
+        self.conflated_total = 0
+        self.dropped_total = 0
+
+    def __len__(self) -> int:
+        return len(self.p0) + len(self.p1) + len(self.p2)
+
+    @property
+    def congested(self) -> bool:
+        """Trades are backing up: intake should pause (trades are never dropped)."""
+        return len(self.p0) >= self.p0_limit
+
+    @property
+    def behind(self) -> bool:
+        """The publisher is behind: a source that can wait (replay, synthetic) should."""
+        return len(self.p0) >= self.p0_limit or len(self.p1) >= self.conflate_at // 2
+
+    def put_trade(self, subject: str, msg: Trade, counters: FeedCounters) -> None:
+        self.p0.append((subject, msg, counters))
+        if not self.wakeup.is_set():
+            self.wakeup.set()
+
+    def put_status(self, subject: str, msg: FeedStatus) -> None:
+        self.p2.append((subject, msg))
+        if not self.wakeup.is_set():
+            self.wakeup.set()
+
+    def put(self, subject: str, msg: Quote | BookSnapshot | BookDelta, counters: FeedCounters) -> None:
+        """Queue a p1 update; conflated per subject when the queue is long (see module doc)."""
+        pending = self.p1
+        if len(pending) >= self.conflate_at:
+            key = self._tail.get(subject)
+            if key is not None:
+                entry = pending.get(key)
+                if entry is not None:
+                    old = entry[1]
+                    entry[1] = msg if isinstance(msg, Quote) else merge_book(old, msg)  # type: ignore[arg-type]
+                    entry[2] = counters
+                    counters.conflated_total += 1
+                    self.conflated_total += 1
+                    return
+            if len(pending) >= self.p1_limit and isinstance(msg, Quote):
+                counters.dropped_total += 1
+                self.dropped_total += 1
+                return
+        key = self._next_key
+        self._next_key = key + 1
+        pending[key] = [subject, msg, counters]
+        self._tail[subject] = key
+        if not self.wakeup.is_set():
+            self.wakeup.set()
+
+    def pop_p1(self) -> tuple[str, MarketDataMsg, FeedCounters]:
+        _, entry = self.p1.popitem(last=False)
+        subject, msg, counters = entry
+        return subject, msg, counters  # type: ignore[return-value]
+
+    def update_room(self) -> None:
+        """Called by the publisher after a batch: let waiting sources go on once the queues are short."""
+        if (
+            not self.room.is_set()
+            and len(self.p0) < self.p0_limit // 2
+            and len(self.p1) < self.conflate_at // 4
+        ):
+            self.room.set()
+
+    async def drained(self) -> None:
+        """Wait until every queue is empty (the publisher signals `room` after each round)."""
+        while len(self):
+            self.room.clear()
+            await self.room.wait()
+
+    async def wait_room(self) -> None:
+        """Wait until the publisher has caught up (used by sources that can wait)."""
+        while self.behind:
+            self.room.clear()
+            await self.room.wait()
+
+
+class Publisher:
+    """Drains an Outbox onto NATS: all trades, then status, then a batch of p1, and again."""
+
+    def __init__(self, outbox: Outbox, publish: Publish) -> None:
+        self.outbox = outbox
+        self._publish = publish
+        self.published_total = 0
+        self.errors_total = 0
+        self.log = get_logger("feed_handler.publisher")
+        self._error_logged = 0.0
+
+    async def run(self) -> None:
+        box = self.outbox
+        while True:
+            if not len(box):
+                box.update_room()
+                box.wakeup.clear()
+                await box.wakeup.wait()
+            await self.publish_round()
+            # let adapters run (their trades go ahead of the p1 still pending)
+            await asyncio.sleep(0)
+
+    async def publish_round(self) -> None:
+        box = self.outbox
+        publish = self._publish
+        encode = messages.encode
+        replace = msgspec.structs.replace
+        p0, p1, p2 = box.p0, box.p1, box.p2
+        try:
+            while p0:
+                subject, trade, counters = p0[0]
+                await publish(subject, encode(replace(trade, ts_pub=now_ns())), Tier.P0)
+                p0.popleft()  # only once published: a trade is never lost to a failed publish
+                counters.published_total += 1
+                self.published_total += 1
+            while p2:
+                subject, status = p2[0]
+                await publish(subject, encode(status), Tier.P2)
+                p2.popleft()
+            n = 0
+            while p1 and n < P1_BATCH and not p0:
+                subject, msg, counters = box.pop_p1()
+                await publish(subject, encode(replace(msg, ts_pub=now_ns())), Tier.P1)
+                counters.published_total += 1
+                self.published_total += 1
+                n += 1
+        except Exception as exc:  # NATS gone for longer than its buffer: count, log, retry shortly
+            self.errors_total += 1
+            now = asyncio.get_running_loop().time()
+            if now - self._error_logged > 1.0:
+                self._error_logged = now
+                self.log.warning("feed.publish_failed", error=repr(exc), total=self.errors_total)
+            await asyncio.sleep(0.05)
+        box.update_room()

@@ -1,0 +1,338 @@
+"""Coinbase Exchange websocket feed, as pure logic: frames in, normalised messages out.
+
+    subscriptions           the subscribe answer (the feed is live)
+    snapshot                BookSnapshot (level2), and a Quote from its top
+    l2update                BookDelta, and a Quote when the top of book changed; a crossed book resyncs
+                            the product (unsubscribe + subscribe level2 -> a new snapshot)
+    match / last_match      Trade; `side` is the maker's, so the aggressor is the other side. Trade ids
+                            are contiguous per product: a jump is a gap; an id already seen is skipped
+    ticker                  a Quote only when level2 is not subscribed (the book gives sizes)
+    heartbeat               keeps the feed alive
+    error                   counted as bad input (reason venue_error)
+The legacy level2 channel carries no sequence numbers, so BookDelta.seq is 0 for this venue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from feed_handler.book import Book
+from feed_handler.errors import BadInput, CrossedBook
+from feed_handler.protocols.base import Output, Retime, classify, identity, iso_ns
+from nexus.messages import BookDelta, BookSnapshot, Quote, Side, Trade
+from nexus.subjects import safe_symbol
+
+LevelList = list[tuple[Decimal, Decimal]]
+
+
+class _Msg(msgspec.Struct, tag_field="type"):
+    pass
+
+
+class _Subscriptions(_Msg, tag="subscriptions"):
+    channels: list[Any] = msgspec.field(default_factory=list)
+
+
+class _Snapshot(_Msg, tag="snapshot"):
+    product_id: str
+    bids: LevelList
+    asks: LevelList
+
+
+class _L2Update(_Msg, tag="l2update"):
+    product_id: str
+    changes: list[tuple[str, Decimal, Decimal]]
+    time: str = ""
+
+
+class _Match(_Msg, tag="match"):
+    trade_id: int
+    side: str
+    size: Decimal
+    price: Decimal
+    product_id: str
+    time: str
+    sequence: int = 0
+
+
+class _LastMatch(_Match, tag="last_match"):
+    pass
+
+
+class _Ticker(_Msg, tag="ticker"):
+    product_id: str
+    sequence: int = 0
+    price: Decimal | None = None
+    best_bid: Decimal | None = None
+    best_ask: Decimal | None = None
+    best_bid_size: Decimal | None = None
+    best_ask_size: Decimal | None = None
+    time: str = ""
+    trade_id: int | None = None
+
+
+class _Heartbeat(_Msg, tag="heartbeat"):
+    product_id: str = ""
+    sequence: int = 0
+    last_trade_id: int = 0
+    time: str = ""
+
+
+class _Error(_Msg, tag="error"):
+    message: str = ""
+    reason: str = ""
+
+
+_decoder = msgspec.json.Decoder(
+    _Subscriptions | _Snapshot | _L2Update | _Match | _LastMatch | _Ticker | _Heartbeat | _Error
+)
+_encoder = msgspec.json.Encoder()
+
+
+def subscribe_frame(products: list[str], channels: list[str], unsubscribe: bool = False) -> bytes:
+    kind = "unsubscribe" if unsubscribe else "subscribe"
+    return _encoder.encode({"type": kind, "product_ids": products, "channels": channels})
+
+
+def _levels(levels: LevelList, what: str) -> None:
+    for price, size in levels:
+        if size < 0:
+            raise BadInput("negative_size", f"{what} level {price} has size {size}")
+        if price <= 0:
+            raise BadInput("invalid_field", f"{what} level price {price} is not positive")
+
+
+class _Product:
+    __slots__ = ("book", "product", "synced", "top")
+
+    def __init__(self, product: str, symbol: str) -> None:
+        self.product = product
+        self.book = Book(symbol)
+        self.synced = False
+        self.top: tuple[object, ...] = ()
+
+
+class CoinbaseProtocol:
+    """Parses one Coinbase session's frames. `need_resubscribe(product)` asks the adapter for a fresh
+    level2 snapshot of one product; `on_subscribed()` reports the subscribe answer."""
+
+    def __init__(
+        self,
+        venue: str,
+        products: Iterable[str],
+        out: Output,
+        *,
+        level2: bool = True,
+        need_resubscribe: Callable[[str], None] | None = None,
+        on_subscribed: Callable[[], None] | None = None,
+        retime: Retime = identity,
+    ) -> None:
+        self.venue = venue
+        self.out = out
+        self.level2 = level2
+        self.need_resubscribe = need_resubscribe
+        self.on_subscribed = on_subscribed
+        self.retime = retime
+        self.products = {p: _Product(p, safe_symbol(p)) for p in products}
+        self._last_trade: dict[str, int] = {}
+        self.ignored_total = 0
+        """l2updates of a product whose book is being resynced (no snapshot yet)."""
+
+    def reset(self) -> None:
+        """A new session: books wait for their snapshot. Trade ids carry over (see BinanceProtocol)."""
+        for p in self.products.values():
+            p.synced = False
+            p.top = ()
+
+    def books(self) -> dict[str, Book]:
+        return {p.book.symbol: p.book for p in self.products.values() if p.synced}
+
+    def _product(self, product_id: str) -> _Product:
+        p = self.products.get(product_id)
+        if p is None:
+            raise BadInput("unknown_symbol", product_id)
+        return p
+
+    def on_frame(self, raw: bytes | str, ts_recv: int) -> None:
+        try:
+            msg = _decoder.decode(raw)
+            match msg:
+                case _L2Update():
+                    self._update(msg, ts_recv, raw)
+                case _Match():  # and _LastMatch
+                    self._trade(msg, ts_recv)
+                case _Ticker():
+                    self._ticker(msg, ts_recv)
+                case _Snapshot():
+                    self._snapshot(msg, ts_recv)
+                case _Subscriptions():
+                    self.out.touch()
+                    if self.on_subscribed is not None:
+                        self.on_subscribed()
+                case _Heartbeat():
+                    self.out.touch()
+                case _Error():
+                    raise BadInput("venue_error", f"{msg.message}: {msg.reason}")
+        except msgspec.DecodeError as exc:
+            self.out.bad_input(classify(exc), raw)
+        except BadInput as exc:
+            self.out.bad_input(exc, raw)
+
+    def _time(self, text: str, ts_recv: int) -> int:
+        return self.retime(iso_ns(text)) if text else ts_recv
+
+    def _snapshot(self, msg: _Snapshot, ts_recv: int) -> None:
+        p = self._product(msg.product_id)
+        _levels(msg.bids, "bid")
+        _levels(msg.asks, "ask")
+        p.book.reset(msg.bids, msg.asks)
+        if p.book.crossed:
+            bid, ask = p.book.best_bid, p.book.best_ask
+            p.synced = False
+            raise CrossedBook(p.book.symbol, bid and bid[0], ask and ask[0])
+        p.synced = True
+        book = p.book
+        self.out.emit(
+            BookSnapshot(
+                venue=self.venue,
+                symbol=book.symbol,
+                venue_symbol=p.product,
+                ts_event=ts_recv,
+                ts_recv=ts_recv,
+                bids=book.bids(),
+                asks=book.asks(),
+            )
+        )
+        self._quote_from_book(p, ts_recv, ts_recv)
+
+    def _update(self, msg: _L2Update, ts_recv: int, raw: bytes | str) -> None:
+        p = self._product(msg.product_id)
+        if not p.synced:
+            self.ignored_total += 1
+            return
+        bids: list[tuple[Decimal, Decimal]] = []
+        asks: list[tuple[Decimal, Decimal]] = []
+        for side, price, size in msg.changes:
+            if size < 0:
+                self._resync(p, "negative_size")
+                raise BadInput("negative_size", f"{p.product} {side} {price} size {size}", p.book.symbol)
+            if price <= 0:
+                self._resync(p, "invalid_field")
+                raise BadInput("invalid_field", f"{p.product} {side} price {price}", p.book.symbol)
+            if side == "buy":
+                bids.append((price, size))
+            elif side == "sell":
+                asks.append((price, size))
+            else:
+                self._resync(p, "invalid_field")
+                raise BadInput("invalid_field", f"{p.product} change side {side!r}", p.book.symbol)
+        p.book.apply(bids, asks)
+        if p.book.crossed:
+            bid, ask = p.book.best_bid, p.book.best_ask
+            self._resync(p, "crossed_book")
+            raise CrossedBook(p.book.symbol, bid and bid[0], ask and ask[0])
+        ts_event = self._time(msg.time, ts_recv)
+        self.out.emit(
+            BookDelta(
+                venue=self.venue,
+                symbol=p.book.symbol,
+                venue_symbol=p.product,
+                ts_event=ts_event,
+                ts_recv=ts_recv,
+                bids=tuple(bids),
+                asks=tuple(asks),
+            )
+        )
+        self._quote_from_book(p, ts_event, ts_recv)
+
+    def _resync(self, p: _Product, reason: str) -> None:
+        p.synced = False
+        p.top = ()
+        self.out.resync(p.book.symbol, reason)
+        if self.need_resubscribe is not None:
+            self.need_resubscribe(p.product)
+
+    def _quote_from_book(self, p: _Product, ts_event: int, ts_recv: int) -> None:
+        bid, ask = p.book.best_bid, p.book.best_ask
+        top = (bid, ask)
+        if top == p.top:
+            return
+        p.top = top
+        self.out.emit(
+            Quote(
+                venue=self.venue,
+                symbol=p.book.symbol,
+                venue_symbol=p.product,
+                ts_event=ts_event,
+                ts_recv=ts_recv,
+                bid_px=bid[0] if bid else None,
+                bid_sz=bid[1] if bid else Decimal(0),
+                ask_px=ask[0] if ask else None,
+                ask_sz=ask[1] if ask else Decimal(0),
+            )
+        )
+
+    def _trade(self, msg: _Match, ts_recv: int) -> None:
+        p = self._product(msg.product_id)
+        if msg.size <= 0:
+            raise BadInput("negative_size" if msg.size < 0 else "invalid_field", f"size {msg.size}")
+        if msg.price <= 0:
+            raise BadInput("invalid_field", f"price {msg.price}")
+        if msg.side == "buy":
+            aggressor = Side.SELL
+        elif msg.side == "sell":
+            aggressor = Side.BUY
+        else:
+            raise BadInput("invalid_field", f"side {msg.side!r}")
+        ts_event = self._time(msg.time, ts_recv)
+        sym = p.book.symbol
+        last = self._last_trade.get(sym)
+        if last is not None:
+            if msg.trade_id <= last:
+                return  # last_match after a reconnect, or a retransmission: already published
+            if msg.trade_id != last + 1:
+                self.out.gap(sym, f"trade id {last} -> {msg.trade_id}")
+        self._last_trade[sym] = msg.trade_id
+        self.out.emit(
+            Trade(
+                venue=self.venue,
+                symbol=sym,
+                venue_symbol=p.product,
+                seq=msg.sequence,
+                ts_event=ts_event,
+                ts_recv=ts_recv,
+                trade_id=str(msg.trade_id),
+                price=msg.price,
+                size=msg.size,
+                aggressor=aggressor,
+            )
+        )
+
+    def _ticker(self, msg: _Ticker, ts_recv: int) -> None:
+        p = self._product(msg.product_id)
+        for v in (msg.best_bid_size, msg.best_ask_size):
+            if v is not None and v < 0:
+                raise BadInput("negative_size", f"{p.product} ticker size {v}")
+        if msg.best_bid is not None and msg.best_ask is not None and msg.best_bid >= msg.best_ask:
+            raise BadInput("crossed_quote", f"{p.product} ticker bid {msg.best_bid} >= ask {msg.best_ask}")
+        if self.level2:
+            self.out.touch()  # the book gives the quote, with sizes
+            return
+        self.out.emit(
+            Quote(
+                venue=self.venue,
+                symbol=p.book.symbol,
+                venue_symbol=p.product,
+                seq=msg.sequence,
+                ts_event=self._time(msg.time, ts_recv),
+                ts_recv=ts_recv,
+                bid_px=msg.best_bid,
+                bid_sz=msg.best_bid_size or Decimal(0),
+                ask_px=msg.best_ask,
+                ask_sz=msg.best_ask_size or Decimal(0),
+            )
+        )

@@ -76,6 +76,34 @@ class SolverOptions:
 class _Warm:
     key: tuple[object, ...]
     start: Index
+    """The last optimum's holdings and the assets that were close to entering."""
+    ranking: Index
+    """The other assets, most likely to enter first."""
+
+
+def _sizes() -> Index:
+    out = {16}
+    size = 16.0
+    while size < 1 << 20:
+        size *= 1.25
+        out.add(int(round(size / 4)) * 4)
+    return np.array(sorted(out), dtype=np.int64)
+
+
+SIZES = _sizes()
+"""Working-set sizes (16, 20, 24, 32, 40, 48, 60, 76, ...): a working set is padded up to the next one, so
+that successive solves keep hitting the same model shapes and reuse their Clarabel set-ups."""
+
+
+def _pad(work: npt.NDArray[np.bool_], ranking: Index, holdable: npt.NDArray[np.bool_]) -> None:
+    """Grow the working set to the next size in SIZES with the best-ranked assets not yet in it."""
+    have = int(np.count_nonzero(work))
+    room = int(np.count_nonzero(holdable))
+    target = min(int(SIZES[np.searchsorted(SIZES, have)]), room)
+    if have >= target:
+        return
+    candidates = ranking[~work[ranking] & holdable[ranking]]
+    work[candidates[: target - have]] = True
 
 
 class PortfolioSolver:
@@ -126,7 +154,9 @@ class PortfolioSolver:
                     )
                 w[idx] = x / kappa
             case Objective.RISK_PARITY:
-                w[idx] = x / float(np.sum(x))
+                assert prep.budgets is not None
+                y = _newton_polish(prep.risk, prep.budgets, x)
+                w[idx] = y / float(np.sum(y))
             case _:
                 w[idx] = x
         return w
@@ -148,16 +178,18 @@ class PortfolioSolver:
         used_warm = warm and self._warm is not None and self._warm.key == key
         if used_warm:
             assert self._warm is not None
-            start = self._warm.start
+            start, ranking = self._warm.start, self._warm.ranking
         else:
-            start = _cold_start(prep)
+            start, ranking = _cold_start(prep)
         work = np.zeros(n, dtype=bool)
         work[start] = True
         work |= prep.lower > 0.0  # assets with a positive floor are always held
         work &= holdable
         _cover_budget(prep, work)
+        tol = self.options.reduced_cost_tol
         iterations = 0
         for rounds in range(1, self.options.max_rounds + 1):
+            _pad(work, ranking, holdable)
             idx = np.flatnonzero(work).astype(np.int64)
             model, lay = build(prep, idx)
             res = self.conic.solve(model)
@@ -165,23 +197,23 @@ class PortfolioSolver:
             if not res.ok:
                 break  # the working set may be too small to be feasible: decide on the whole problem
             x = res.x[: lay.m]
-            lam, out, scale = _reduced_costs(prep, idx, x, res.z, model.tags, work & holdable)
-            violating = out[lam < -self.options.reduced_cost_tol * scale]
-            if violating.size == 0:
+            lam, out, scale = _reduced_costs(prep, idx, x, res.z, model.tags, work)
+            order = np.argsort(lam)
+            ranking = out[order]
+            violating = int(np.count_nonzero(lam < -tol * scale))
+            if violating == 0:
                 weights = self._weights(prep, idx, res, lay)
-                near = out[lam < 0.05 * scale]
                 held = idx[x > 1e-9 * float(np.max(np.abs(x)))]
-                self._warm = _Warm(key, np.union1d(held, near).astype(np.int64))
+                near = out[lam < 0.05 * scale]
+                self._warm = _Warm(key, np.union1d(held, near).astype(np.int64), ranking)
                 return weights, res.quality, iterations, rounds, idx.size, used_warm
-            order = np.argsort(lam[lam < -self.options.reduced_cost_tol * scale])
-            grow = max(8, idx.size // 2)
-            work[violating[order[:grow]]] = True
+            work[ranking[: min(violating, max(8, idx.size // 2))]] = True
         # no proof of optimality within the rounds (or an infeasible working set): solve everything
         idx = np.arange(n, dtype=np.int64)
         res, lay = self._run(prep, idx)
         weights = self._weights(prep, idx, res, lay)
         held = idx[np.abs(weights) > 1e-9]
-        self._warm = _Warm(key, held)
+        self._warm = _Warm(key, held, np.argsort(-weights).astype(np.int64))
         rounds = self.options.max_rounds + 1
         return weights, res.quality, iterations + res.iterations, rounds, n, used_warm
 
@@ -238,11 +270,11 @@ class PortfolioSolver:
         return self._weights(base, idx, res, lay)
 
 
-def _cold_start(prep: Prepared) -> Index:
-    """A first working set of about 2·sqrt(n) assets. Max Sharpe: the best excess return per unit of
-    variance. Minimum risk: the largest weights of the unconstrained minimum-variance portfolio Σ̂⁻¹1
-    (two triangular solves with the Cholesky factor already computed), plus the best expected returns
-    for a return target."""
+def _cold_start(prep: Prepared) -> tuple[Index, Index]:
+    """A first working set of about 2·sqrt(n) assets, and the ranking of all assets it came from.
+    Max Sharpe: the best excess return per unit of variance. Minimum risk: the largest weights of the
+    unconstrained minimum-variance portfolio Σ̂⁻¹1 (two triangular solves with the Cholesky factor already
+    computed), plus the best expected returns for a return target."""
     n = prep.n
     k = min(n, max(16, 2 * math.isqrt(n)))
     if prep.objective is Objective.MAX_SHARPE:
@@ -250,11 +282,37 @@ def _cold_start(prep: Prepared) -> Index:
         score = np.where(excess > 0, excess / np.diag(prep.risk), -np.inf)
     else:
         score = cho_solve((prep.chol, True), np.ones(n))
-    picks = np.argsort(-score)[:k]
+    ranking = np.argsort(-score).astype(np.int64)
+    picks = ranking[:k]
     picks = picks[score[picks] > 0]
     if prep.objective is Objective.TARGET_RETURN:
         picks = np.union1d(picks, np.argsort(-prep.mu)[: max(1, k // 2)])
-    return np.asarray(picks, dtype=np.int64)
+    return np.asarray(picks, dtype=np.int64), ranking
+
+
+def _newton_polish(risk: Array, budgets: Array, y: Array, steps: int = 6) -> Array:
+    """A few Newton steps on ½y'Σ̂y - b'log y from Clarabel's interior-point answer. The exponential cones
+    stop near 1e-7; the objective is smooth and strictly convex for y > 0, so Newton converges
+    quadratically to machine precision. Kept only if the gradient shrank."""
+
+    def grad(v: Array) -> Array:
+        return np.asarray(risk @ v - budgets / v)
+
+    best, best_norm = y, float(np.max(np.abs(grad(y))))
+    for _ in range(steps):
+        g = grad(y)
+        step = np.linalg.solve(risk + np.diag(budgets / (y * y)), g)
+        t = 1.0
+        while np.any(y - t * step <= 0.0) and t > 1e-6:
+            t *= 0.5
+        y = y - t * step
+        norm = float(np.max(np.abs(grad(y))))
+        if not norm < best_norm:
+            break
+        best, best_norm = y, norm
+        if norm < 1e-15:
+            break
+    return best
 
 
 def _cover_budget(prep: Prepared, work: npt.NDArray[np.bool_]) -> None:
@@ -279,6 +337,8 @@ def _reduced_costs(
     """Multipliers λ_i of w_i >= 0 for the holdable assets outside the working set, and the scale of the
     marginal risks inside it (Clarabel's KKT: Px + q + A'z = 0)."""
     out = np.flatnonzero(~inside & (prep.upper > 0.0)).astype(np.int64)
+    if out.size == 0:
+        return np.empty(0), out, 1.0
     grad_in = prep.risk[np.ix_(idx, idx)] @ x
     scale = float(np.max(np.abs(grad_in))) if grad_in.size else 1.0
     lam = prep.risk[np.ix_(out, idx)] @ x + z[tags["budget"]]

@@ -17,7 +17,15 @@ Orders (clients -> risk -> order-engine)
     ord.exec.<account>.<symbol>         ExecReport                      engine/risk -> owner
     ord.query.<account>                 request/reply: an order's latest report by client order id
     ord.book.<symbol>                   request/reply: L2 snapshot of the engine's book
+    ord.req.<account>                   request/reply order entry: the reply is the accepted/rejected report
     `CancelAll` for every symbol uses the symbol token `ALL_SYMBOLS`.
+
+Order flow inside JetStream (stream definitions in nexus.streams)
+    ord.inp.<k>.<tier>.<account>.<symbol>   how the order-entry stream stores ord.in.* (k = partition)
+    ord.okp.<k>.<tier>.<account>.<symbol>   how the approved stream stores ord.ok.*
+    ord.eng.exec.<k>.<account>.<symbol>     engine partition k's exec reports; the stream republishes
+                                            each one, once stored, on ord.exec.<account>.<symbol>
+    ord.eng.trade.<k>.<venue>.<symbol>      engine partition k's trades, republished on md.p0.trade.*
 
 Risk
     risk.p0.kill                        KillSwitch (halt / reduce / resume an account or everyone)
@@ -169,6 +177,60 @@ def order_query(account: str) -> str:
 @cache
 def book_request(symbol: str) -> str:
     return f"ord.book.{_pattern(symbol)}"
+
+
+@cache
+def order_request(account: str) -> str:
+    """Request/reply order entry for clients that want the answer as the reply (any language)."""
+    return f"ord.req.{_pattern(account)}"
+
+
+# The order flow as JetStream stores it. The entry and approved streams rewrite each command's subject
+# to put a partition token first (nats-server's partition() of the symbol token), so each engine
+# partition consumes `ord.inp.<k>.>`; see nexus.streams.
+
+
+@cache
+def order_entry_stored(partition: int | str, tier: Tier | str, account: str, symbol: str) -> str:
+    return f"ord.inp.{_pattern(str(partition))}.{_pattern(tier)}.{_pattern(account)}.{_pattern(symbol)}"
+
+
+@cache
+def order_approved_stored(partition: int | str, tier: Tier | str, account: str, symbol: str) -> str:
+    return f"ord.okp.{_pattern(str(partition))}.{_pattern(tier)}.{_pattern(account)}.{_pattern(symbol)}"
+
+
+def partition_transform(partitions: int, *, approved: bool = False) -> tuple[str, str]:
+    """(source, destination) of the subject transform that partitions commands by their symbol token."""
+    if partitions < 1:
+        raise ValueError("partitions must be >= 1")
+    source = f"ord.ok.{ANY}.{ANY}.{ANY}" if approved else f"ord.in.{ANY}.{ANY}.{ANY}"
+    prefix = "ord.okp" if approved else "ord.inp"
+    tokens = "{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}"
+    dest = f"{prefix}.{{{{partition({partitions},3)}}}}.{tokens}"
+    return source, dest
+
+
+@cache
+def engine_exec(partition: int | str, account: str, symbol: str) -> str:
+    """Where engine partition `partition` publishes an exec report (into the engine's exec stream)."""
+    return f"ord.eng.exec.{_pattern(str(partition))}.{_pattern(account)}.{_pattern(symbol)}"
+
+
+@cache
+def engine_trade(partition: int | str, venue: str, symbol: str) -> str:
+    """Where engine partition `partition` publishes a trade (into the engine's trade stream)."""
+    return f"ord.eng.trade.{_pattern(str(partition))}.{_pattern(venue)}.{_pattern(symbol)}"
+
+
+def engine_exec_republish() -> tuple[str, str]:
+    """(source, destination) of the exec stream's republish: ord.eng.exec.<k>.<a>.<s> -> ord.exec.<a>.<s>."""
+    return engine_exec(ANY, ANY, ANY), "ord.exec.{{wildcard(2)}}.{{wildcard(3)}}"
+
+
+def engine_trade_republish() -> tuple[str, str]:
+    """(source, destination) of the trade stream's republish: -> md.p0.trade.<venue>.<symbol>."""
+    return engine_trade(ANY, ANY, ANY), "md.p0.trade.{{wildcard(2)}}.{{wildcard(3)}}"
 
 
 def command_tier(command: Message) -> Tier:

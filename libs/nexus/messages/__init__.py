@@ -37,11 +37,13 @@ from nexus.messages.marketdata import (
     Trade,
 )
 from nexus.messages.orders import (
+    BookRequest,
     CancelAll,
     CancelOrder,
     ExecReport,
     NewOrder,
     OrderCommand,
+    OrderQuery,
     Reason,
     ReplaceOrder,
 )
@@ -79,6 +81,8 @@ AnyMessage: TypeAlias = (
     | RiskAudit
     | PortfolioTarget
     | OptimizeRequest
+    | OrderQuery
+    | BookRequest
 )
 
 PUBLIC_MESSAGES: Final[tuple[type[Message], ...]] = (
@@ -138,6 +142,7 @@ __all__ = [
     "Alert",
     "AnyMessage",
     "BookDelta",
+    "BookRequest",
     "BookSnapshot",
     "CancelAll",
     "CancelOrder",
@@ -159,6 +164,7 @@ __all__ = [
     "OptimizeRequest",
     "OrderCommand",
     "OrderCommandMsg",
+    "OrderQuery",
     "OrderType",
     "PortfolioTarget",
     "Position",

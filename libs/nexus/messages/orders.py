@@ -141,3 +141,23 @@ class Reason(StrEnum):
     TRADING_HALTED = "TRADING_HALTED"
     TRADING_REDUCING = "TRADING_REDUCING"
     UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+
+
+class OrderQuery(Message, frozen=True, kw_only=True, tag="order_query"):
+    """Request on `ord.query.<account>`: the engine's answer to a command by its client order id — the
+    first answer (accepted/rejected, cancelled, replaced) or, with `latest`, the latest report of that
+    order. With `symbol` only the engine partition serving it answers (an ErrorReply when it does not
+    know the id); without it, only a partition that knows the id answers."""
+
+    account: str
+    client_order_id: str
+    symbol: str = ""
+    latest: bool = False
+
+
+class BookRequest(Message, frozen=True, kw_only=True, tag="book_request"):
+    """Request on `ord.book.<symbol>`: the engine's L2 book of `symbol`, `depth` levels a side
+    (0 = every level); the reply is a BookSnapshot whose `seq` is the last output it includes."""
+
+    symbol: str
+    depth: int = 10

@@ -8,7 +8,7 @@
                  while connected; 1 while norm < 1 msg/s (too quiet to judge)
     f_gaps       0.8 ** (sequence gaps in the last 60 s)
     f_errors     max(0, 1 - 10 * errors_60s / (msgs_60s + errors_60s))   (10 % bad input -> 0)
-    f_reconnects 0.75 ** (reconnects in the last 300 s)
+    f_reconnects 0.9 ** (reconnects in the last 300 s)   (3 reconnects -> 0.73 < a 0.8 failback level)
 
 `sample()` is called about once a second with the feed's cumulative counters; `score()` any time.
 """
@@ -115,7 +115,7 @@ class HealthTracker:
             errors = max(0.0, 1.0 - 10.0 * minute.errors / seen) if seen else 1.0
         long = self._delta(now, RECONNECT_WINDOW)
         if long is not None:
-            reconnects = 0.75**long.reconnects
+            reconnects = 0.9**long.reconnects
         return HealthParts(stale, rate, gaps, errors, reconnects)
 
     def score(self, now: float, idle: float, connected: bool) -> float:

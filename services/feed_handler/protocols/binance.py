@@ -373,6 +373,7 @@ class BinanceProtocol:
         st.requested = False
         last = snap.lastUpdateId
         pending = [(d, t) for d, t in st.buffer if d.u > last]
+        self.stale_diffs_total += len(st.buffer) - len(pending)
         if pending and last + 1 < pending[0][0].U:
             # The snapshot is older than every buffered diff: it cannot be bridged, ask again.
             st.buffer = pending

@@ -214,6 +214,7 @@ class Simulator:
         if url.path == "/_sim/stats":
             out = msgspec.to_builtins(self.stats)
             out["clients"] = len(self.clients)
+            out["source_done"] = self.source_done.is_set()
             out["subscriptions"] = sorted({s for c in self.clients for s in c.subs})
             return _json(conn, http.HTTPStatus.OK, out)
         if url.path == "/_sim/fault":

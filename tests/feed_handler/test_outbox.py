@@ -1,0 +1,126 @@
+"""The outbound queues: trades first and never conflated; quotes/book conflated per subject only when
+the publisher is behind; a merged book update equals the updates applied one by one."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+from feed_handler.book import Book
+from feed_handler.counters import FeedCounters
+from feed_handler.outbox import Outbox, merge_book
+from nexus import subjects
+from nexus.messages import BookDelta, BookSnapshot, Quote, Trade
+
+D = Decimal
+
+
+def quote(sym: str, bid: int, seq: int = 0) -> Quote:
+    return Quote(
+        venue="v",
+        symbol=sym,
+        venue_symbol=sym,
+        seq=seq,
+        bid_px=D(bid),
+        bid_sz=D(1),
+        ask_px=D(bid + 1),
+        ask_sz=D(1),
+    )
+
+
+def trade(sym: str, n: int) -> Trade:
+    return Trade(venue="v", symbol=sym, venue_symbol=sym, trade_id=str(n), price=D(100), size=D(1))
+
+
+def test_short_queues_are_fifo_and_nothing_is_conflated() -> None:
+    box, c = Outbox(conflate_at=100, p1_limit=1000), FeedCounters()
+    for i in range(50):
+        box.put(subjects.quote("v", "A"), quote("A", 100 + i), c)
+    assert len(box.p1) == 50
+    assert c.conflated_total == 0
+    assert [box.pop_p1()[1].bid_px for _ in range(50)] == [D(100 + i) for i in range(50)]  # type: ignore[union-attr]
+
+
+def test_behind_the_publisher_quotes_conflate_per_subject_latest_wins_and_trades_never() -> None:
+    box, c = Outbox(conflate_at=4, p1_limit=100), FeedCounters()
+    for i in range(4):
+        box.put(subjects.quote("v", f"S{i}"), quote(f"S{i}", 100), c)
+    for i in range(1000):  # a flood on two symbols while four updates wait
+        box.put(subjects.quote("v", "A"), quote("A", 200 + i, seq=i), c)
+        box.put(subjects.quote("v", "B"), quote("B", 300 + i, seq=i), c)
+        box.put_trade(subjects.trade("v", "A"), trade("A", i), c)
+    assert len(box.p0) == 1000  # every trade kept, in order
+    assert [t.trade_id for _, t, _ in box.p0] == [str(i) for i in range(1000)]
+    assert len(box.p1) == 6  # 4 waiting + one slot each for A and B
+    assert c.conflated_total == box.conflated_total == 2 * 999
+    latest = {msg.symbol: msg for _, msg, _ in (box.pop_p1() for _ in range(6))}
+    assert latest["A"].seq == 999
+    assert latest["A"].bid_px == D(1199)
+    assert latest["B"].seq == 999
+
+
+def test_at_the_limit_new_quotes_are_dropped_and_counted_but_book_data_is_kept() -> None:
+    box, c = Outbox(conflate_at=2, p1_limit=3), FeedCounters()
+    for sym in "ABC":
+        box.put(subjects.quote("v", sym), quote(sym, 100), c)
+    box.put(subjects.quote("v", "D"), quote("D", 100), c)
+    assert c.dropped_total == 1
+    assert len(box.p1) == 3
+    delta = BookDelta(venue="v", symbol="D", venue_symbol="D", bids=((D(1), D(1)),))
+    box.put(subjects.book("v", "D"), delta, c)
+    assert len(box.p1) == 4
+    assert c.dropped_total == 1
+
+
+def test_a_merged_book_update_equals_the_updates_applied_in_turn() -> None:
+    rng = random.Random(3)
+
+    def levels(lo: int, hi: int) -> tuple[tuple[Decimal, Decimal], ...]:
+        return tuple((D(rng.randint(lo, hi)), D(rng.choice([0, 1, 2, 7]))) for _ in range(rng.randint(0, 4)))
+
+    for _ in range(300):
+        base = Book("X")
+        base.reset([(D(p), D(5)) for p in range(90, 100)], [(D(p), D(5)) for p in range(101, 111)], 1)
+        snap = BookSnapshot(
+            venue="v", symbol="X", venue_symbol="X", seq=1, bids=base.bids(), asks=base.asks()
+        )
+        pending: BookSnapshot | BookDelta = (
+            snap
+            if rng.random() < 0.5
+            else BookDelta(
+                venue="v",
+                symbol="X",
+                venue_symbol="X",
+                seq=2,
+                first_seq=2,
+                bids=levels(85, 100),
+                asks=levels(101, 115),
+            )
+        )
+        reference = Book("X")
+        if isinstance(pending, BookSnapshot):
+            reference.reset(pending.bids, pending.asks)
+        else:
+            reference.reset(base.bids(), base.asks())
+            reference.apply(pending.bids, pending.asks)
+        for seq in range(3, 3 + rng.randint(1, 6)):
+            d = BookDelta(
+                venue="v",
+                symbol="X",
+                venue_symbol="X",
+                seq=seq,
+                first_seq=seq,
+                bids=levels(85, 100),
+                asks=levels(101, 115),
+            )
+            reference.apply(d.bids, d.asks)
+            pending = merge_book(pending, d)
+        result = Book("X")
+        if isinstance(pending, BookSnapshot):
+            result.reset(pending.bids, pending.asks)
+        else:
+            result.reset(base.bids(), base.asks())
+            result.apply(pending.bids, pending.asks)
+            assert pending.first_seq in (2, 3)
+        assert result.bids() == reference.bids()
+        assert result.asks() == reference.asks()

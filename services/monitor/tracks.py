@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import statistics
+from collections import deque
 from typing import Any
 
 from monitor.counters import CounterRate
@@ -65,6 +67,7 @@ class ServiceTrack:
         self.seq = 0
         self.last_ts = 0
         self.interval = settings.heartbeat_interval
+        self._intervals: deque[float] = deque(maxlen=5)
         self.stats: dict[str, float] = {}
         self.details: dict[str, Any] = {}
         self.counters: dict[str, CounterRate] = {}
@@ -107,9 +110,7 @@ class ServiceTrack:
                 counter.reset()
             for queue in self.queues.values():
                 queue.forecaster.reset()
-        if self.last_ts and hb.seq > self.seq and hb.ts > self.last_ts and not restarted:
-            measured = (hb.ts - self.last_ts) / 1e9 / (hb.seq - self.seq)
-            self.interval = 0.8 * self.interval + 0.2 * measured
+        self._learn_interval(hb, restarted)
         # A process whose first heartbeat we see counted from zero; one that ran before we started did not.
         from_zero = restarted or (self.pid == 0 and hb.seq <= 1)
         self.pid, self.started, self.state = hb.pid, hb.started, hb.state
@@ -119,6 +120,17 @@ class ServiceTrack:
         self.details = dict(hb.details)
         self.stopped_at = now if hb.state == "stopped" else None
         return self._count(now, from_zero)
+
+    def _learn_interval(self, hb: Heartbeat, restarted: bool) -> None:
+        """The instance's heartbeat interval: the median of its last 5 measured intervals. Before two
+        heartbeats were seen, (ts - started) / (seq - 1) of a process that has sent a few (an overestimate
+        by its start-up time, the safe side), else the monitor's own interval (`nexus up` gives every
+        service the same)."""
+        if self.last_ts and hb.seq > self.seq and hb.ts > self.last_ts and not restarted:
+            self._intervals.append((hb.ts - self.last_ts) / 1e9 / (hb.seq - self.seq))
+            self.interval = statistics.median(self._intervals)
+        elif not self._intervals and hb.seq >= 3 and hb.ts > hb.started:
+            self.interval = (hb.ts - hb.started) / 1e9 / (hb.seq - 1)
 
     def _count(self, now: float, from_zero: bool) -> dict[str, float]:
         stats = self.stats

@@ -169,6 +169,7 @@ def prepare(problem: Problem, *, max_assets: int = 0) -> Prepared:
         raise OptimizerError(ErrorCode.SHAPE_MISMATCH, f"{len(problem.symbols)} symbols for {n} assets")
     _finite("mu", mu)
     _finite("cov", cov)
+    c, chol = check_covariance(cov)  # the data before the constraints
     cons = problem.constraints
     for name, value in (("risk_free", problem.risk_free), ("target_return", problem.target_return)):
         _scalar(name, value)
@@ -195,7 +196,6 @@ def prepare(problem: Problem, *, max_assets: int = 0) -> Prepared:
         current = _vector("current_weights", cons.current, n, 0.0)
         _finite("current_weights", current)
 
-    c, chol = check_covariance(cov)
     risk = cov / c
     if cons.l2 > 0:
         risk = risk + cons.l2 * np.eye(n)

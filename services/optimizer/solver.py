@@ -86,7 +86,7 @@ def _sizes() -> Index:
     size = 16.0
     while size < 1 << 20:
         size *= 1.25
-        out.add(int(round(size / 4)) * 4)
+        out.add(round(size / 4) * 4)
     return np.array(sorted(out), dtype=np.int64)
 
 

@@ -192,6 +192,8 @@ class GroupConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     failover_health: Ratio = 0.3
     failback_health: Ratio = 0.8
     failback_after: Seconds = 3.0
+    startup_grace: Seconds = 3.0
+    """At start, how long the primary may take to connect before a live backup is published instead."""
     autostart: bool = True
 
     def check(self) -> None:

@@ -106,6 +106,9 @@ class Feed:
         self.adapter = make_adapter(config, self)
         self.last_msg = 0.0
         self.live_since = 0.0
+        self.started_at = 0.0
+        self.live_since_start = False
+        """Whether the feed has been live at least once since its last start()."""
         self._stable = False
         self._was_live = False
         self._dead_reason = ""
@@ -133,12 +136,19 @@ class Feed:
     def flowing(self) -> bool:
         return self.state.flowing
 
+    @property
+    def stable(self) -> bool:
+        """The current session has been live for STABLE_AFTER seconds (it counted as a success)."""
+        return self._stable
+
     # -- lifecycle ------------------------------------------------------------------------------------
 
     def start(self) -> None:
         if self.running:
             return
         self.backoff.reset()
+        self.started_at = self.clock()
+        self.live_since_start = False
         self._set(FeedState.STARTING, "started")
         self._tasks = [
             asyncio.create_task(self._run(), name=f"feed-{self.name}"),
@@ -293,6 +303,7 @@ class Feed:
         self.last_msg = now
         self.live_since = now
         self._was_live = True
+        self.live_since_start = True
         self._set(FeedState.LIVE, detail or "subscribed")
 
     def emit(self, msg: MarketDataMsg) -> None:

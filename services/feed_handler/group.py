@@ -8,6 +8,7 @@ Switching (`choose`, pure):
   `failover_health` -> the best-ranked member that is flowing with health >= `failover_health` (else the
   healthiest flowing one). A disconnect is seen at once (state change), so the backup's data is published
   within milliseconds; health is evaluated every 100 ms.
+- start-up: while the primary makes its first connection (up to `startup_grace`), nothing switches.
 - failback (hysteresis): a member ranked above the active one that has had health >= `failback_health`
   (> failover_health) for `failback_after` seconds becomes active again.
 
@@ -54,6 +55,8 @@ class MemberView:
     flowing: bool
     health: float
     healthy_since: float | None = None
+    starting: bool = False
+    """Not live yet since its start, within the group's startup grace: not a reason to fail over."""
 
 
 def choose(members: list[MemberView], active: str, now: float, cfg: GroupConfig) -> tuple[str, str] | None:
@@ -64,6 +67,8 @@ def choose(members: list[MemberView], active: str, now: float, cfg: GroupConfig)
     def usable(m: MemberView) -> bool:
         return m.flowing and m.health >= cfg.failover_health
 
+    if cur is not None and cur.starting:
+        return None
     if cur is None or not usable(cur):
         candidates = [m for m in members if m is not cur and usable(m)]
         if not candidates and (cur is None or not cur.flowing):
@@ -215,7 +220,8 @@ class FailoverGroup:
                     since = self._healthy_since[m.name] = now
             else:
                 since = self._healthy_since[m.name] = None
-            out.append(MemberView(m.name, str(m.state), m.flowing, m.health, since))
+            starting = not m.live_since_start and now - m.started_at < self.config.startup_grace
+            out.append(MemberView(m.name, str(m.state), m.flowing, m.health, since, starting))
         return out
 
     def evaluate(self) -> None:

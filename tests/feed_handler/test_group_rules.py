@@ -53,3 +53,10 @@ def test_failback_waits_until_the_primary_has_been_healthy_long_enough() -> None
 
 def test_a_healthy_active_primary_stays() -> None:
     assert choose([live("a"), live("b", since=0.0)], "a", 100.0, CFG) is None
+
+
+def test_a_primary_still_making_its_first_connection_is_given_its_startup_grace() -> None:
+    starting = MemberView("a", "connecting", False, 0.0, None, starting=True)
+    assert choose([starting, live("b")], "a", 1.0, CFG) is None
+    late = MemberView("a", "connecting", False, 0.0, None, starting=False)  # the grace is over
+    assert choose([late, live("b")], "a", 5.0, CFG) == ("b", "failover: primary a connecting")

@@ -294,6 +294,10 @@ def test_trade_id_jumps_are_gaps_and_repeats_are_not_published_twice() -> None:
     proto.reset()  # a reconnect keeps the trade ids seen
     proto.on_frame(agg(6), 1)
     assert len(out.msgs) == 4
+    proto.on_frame(agg(9), 1)  # trades missed while disconnected: the reconnect's cost, not a gap
+    proto.on_frame(agg(11), 1)  # but within the session a jump is
+    assert [m.trade_id for m in out.msgs][-2:] == ["9", "11"]
+    assert out.gaps == ["BTCUSDT", "BTCUSDT"]
 
 
 # -- Coinbase rules -----------------------------------------------------------------------------------

@@ -159,13 +159,16 @@ class BinanceProtocol:
         self.symbols = {s.upper(): safe_symbol(s.upper()) for s in symbols}
         self._sync: dict[str, _Sync] = {}
         self._last_trade: dict[str, int] = {}
+        self._fresh: set[str] = set()
         self.stale_diffs_total = 0
         """Diffs already contained in the book (u <= the book's id): normal right after a snapshot."""
 
     def reset(self) -> None:
-        """A new session: every book must be synced again. Trade ids carry over, so trades missed while
-        disconnected show as a gap and none is published twice."""
+        """A new session: every book must be synced again. Trade ids carry over so that no trade is
+        published twice; the first trade of each symbol may jump (trades missed while disconnected are
+        the reconnect's cost, counted there, not a gap in the stream)."""
         self._sync.clear()
+        self._fresh = set(self._last_trade)
 
     def books(self) -> dict[str, Book]:
         """The synced books by subject-safe symbol."""
@@ -255,9 +258,10 @@ class BinanceProtocol:
         last = self._last_trade.get(sym)
         if last is not None:
             if tid <= last:
-                return  # already seen in this session (a venue retransmission)
-            if tid != last + 1:
+                return  # already published (a retransmission, or a replay after a reconnect)
+            if tid != last + 1 and sym not in self._fresh:
                 self.out.gap(sym, f"trade id {last} -> {tid}")
+            self._fresh.discard(sym)
         self._last_trade[sym] = tid
         self.out.emit(
             Trade(

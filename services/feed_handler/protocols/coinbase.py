@@ -139,11 +139,13 @@ class CoinbaseProtocol:
         self.retime = retime
         self.products = {p: _Product(p, safe_symbol(p)) for p in products}
         self._last_trade: dict[str, int] = {}
+        self._fresh: set[str] = set()
         self.ignored_total = 0
         """l2updates of a product whose book is being resynced (no snapshot yet)."""
 
     def reset(self) -> None:
         """A new session: books wait for their snapshot. Trade ids carry over (see BinanceProtocol)."""
+        self._fresh = set(self._last_trade)
         for p in self.products.values():
             p.synced = False
             p.top = ()
@@ -294,8 +296,9 @@ class CoinbaseProtocol:
         if last is not None:
             if msg.trade_id <= last:
                 return  # last_match after a reconnect, or a retransmission: already published
-            if msg.trade_id != last + 1:
+            if msg.trade_id != last + 1 and sym not in self._fresh:
                 self.out.gap(sym, f"trade id {last} -> {msg.trade_id}")
+            self._fresh.discard(sym)
         self._last_trade[sym] = msg.trade_id
         self.out.emit(
             Trade(

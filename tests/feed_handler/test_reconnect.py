@@ -1,0 +1,115 @@
+"""Reconnection against a real simulator process that dies and comes back: full-jitter backoff within
+its bounds, the circuit breaker opening after N failures and half-opening after its cool-down, the
+subscription renewed on reconnect, every state change published as FeedStatus; and the idle watchdog
+declaring a silent feed dead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nexus import messages as m
+from nexus import subjects
+from nexus.bus import Bus
+from nexus.procs import free_port
+from nexus.testing import wait_for
+from tests.feed_handler.helpers import Collector, SimulatorProcess, feed_handler, service
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SIM = ("--venue", "binance", "--rate", "100", "--symbols", "BTC-USD")
+
+
+def binance_feed(uid: str, url: str, **extra: object) -> str:
+    options = "\n".join(f"{k} = {v}" for k, v in extra.items())
+    return f"""
+[[feed]]
+name = "{uid}"
+kind = "binance"
+venue = "{uid}"
+url = "{url}/stream"
+symbols = ["BTCUSD"]
+{options}
+"""
+
+
+async def test_backoff_within_jitter_bounds_breaker_opens_half_opens_and_the_feed_comes_back(
+    tmp_path: Path, nats_url: str, uid: str, bus: Bus
+) -> None:
+    port = free_port()
+    statuses = Collector()
+    await bus.subscribe(subjects.feed_status(uid), m.FeedStatus, statuses)
+    await bus.flush()
+    sim = SimulatorProcess(tmp_path, *SIM, port=port, name="sim1").start()
+    sim2: SimulatorProcess | None = None
+    try:
+        toml = binance_feed(
+            uid, sim.ws_url, backoff_base=0.05, backoff_cap=0.3, breaker_failures=4, breaker_reset=1.5
+        )
+        async with feed_handler(nats_url, uid, tmp_path, toml) as runner:
+            feed = service(runner).manager.feeds[uid]
+            await wait_for(lambda: str(feed.state) == "live", timeout=10)
+            await wait_for(lambda: feed.backoff.attempt == 0 and feed.stable, timeout=5)
+            sim.kill()
+
+            await wait_for(lambda: str(feed.state) == "circuit_open", timeout=10)
+            c = feed.counters
+            assert c.reconnects_total == 1  # the live session that ended
+            assert c.connect_failures_total == 4  # the breaker opened after N=4 failed attempts
+            history = list(feed.backoff_history)
+            assert [a for a, _, _ in history] == [0, 1, 2, 3]
+            for attempt, delay, ceiling in history:
+                assert ceiling == pytest.approx(min(0.3, 0.05 * 2**attempt))
+                assert 0.0 <= delay <= ceiling  # full jitter: uniform in [0, ceiling]
+
+            # after the cool-down one trial goes through (half-open); it fails, the breaker re-opens
+            await wait_for(
+                lambda: any(s.state == "connecting" and s.reason == "half-open trial" for s in statuses.msgs),
+                timeout=5,
+            )
+            await wait_for(
+                lambda: str(feed.state) == "circuit_open" and c.connect_failures_total == 5, timeout=5
+            )
+
+            sim2 = SimulatorProcess(tmp_path, *SIM, port=port, name="sim2").start()
+            await wait_for(lambda: str(feed.state) == "live", timeout=10)
+            stats = sim2.stats()
+            assert stats["subscribe_requests_total"] == 1  # subscribed again on the new connection
+            assert "btcusd@aggTrade" in stats["subscriptions"]
+            await wait_for(lambda: str(feed.breaker.state) == "closed", timeout=5)  # stable: closed again
+            published = c.published_total
+            await wait_for(lambda: c.published_total > published + 10, timeout=5)
+
+            states = [s.state for s in statuses.msgs]
+            for state in ("live", "disconnected", "backoff", "connecting", "circuit_open"):
+                assert state in states
+            assert states[-1] == "live"
+            assert all(s.feed == uid and s.venue == uid for s in statuses.msgs)
+    finally:
+        sim.kill()
+        if sim2 is not None:
+            sim2.kill()
+
+
+async def test_a_silent_feed_goes_stale_then_is_declared_dead_and_reconnects(
+    tmp_path: Path, nats_url: str, uid: str, bus: Bus
+) -> None:
+    statuses = Collector()
+    await bus.subscribe(subjects.feed_status(uid), m.FeedStatus, statuses)
+    await bus.flush()
+    with SimulatorProcess(tmp_path, *SIM) as sim:
+        toml = binance_feed(uid, sim.ws_url, stale_after=0.4, idle_timeout=1.0, backoff_base=0.05)
+        async with feed_handler(nats_url, uid, tmp_path, toml) as runner:
+            feed = service(runner).manager.feeds[uid]
+            await wait_for(lambda: str(feed.state) == "live" and feed.stable, timeout=10)
+            sim.fault("silence", seconds=1.6)
+            await wait_for(lambda: feed.counters.reconnects_total >= 1, timeout=5)
+            assert any(s.state == "stale" and s.health < 1.0 for s in statuses.msgs)
+            assert any(
+                "no data for" in s.reason for s in statuses.msgs if s.state in ("disconnected", "backoff")
+            )
+            published = feed.counters.published_total
+            await wait_for(lambda: feed.counters.published_total > published + 10, timeout=10)
+            assert str(feed.state) == "live"
+            assert sim.stats()["connections_total"] >= 2

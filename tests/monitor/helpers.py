@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from monitor.model import MonitorModel
 from monitor.settings import MonitorSettings
 from nexus.messages import Alert, Heartbeat
 from nexus.settings import load_settings
+from nexus.testing import ServiceProcess, wait_for
 
 T0 = 1_000.0
 """Fake monotonic start time (seconds)."""
@@ -77,3 +80,32 @@ def heartbeat(
         stats={"nats_connected": 1.0, **(stats or {})},
         details=details or {},
     )
+
+
+class AlertLog:
+    """Every Alert seen on sys.alert.*, with the monotonic time it arrived."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[float, Alert]] = []
+
+    async def on_alert(self, alert: Alert) -> None:
+        self.items.append((time.monotonic(), alert))
+
+    def find(self, name: str, source: str, state: str = "raised") -> list[tuple[float, Alert]]:
+        return [(t, a) for t, a in self.items if a.name == name and a.source == source and a.state == state]
+
+    async def wait(
+        self, name: str, source: str, state: str = "raised", timeout: float = 10.0
+    ) -> tuple[float, Alert]:
+        try:
+            await wait_for(lambda: bool(self.find(name, source, state)), timeout=timeout)
+        except TimeoutError:
+            seen = [(a.name, a.state, a.source) for _, a in self.items]
+            raise AssertionError(f"no {state} {name} for {source} within {timeout}s; seen: {seen}") from None
+        return self.find(name, source, state)[0]
+
+
+async def get(proc: ServiceProcess, path: str) -> object:
+    status, body = await asyncio.to_thread(proc.get, path)
+    assert status == 200, (path, status, body)
+    return body

@@ -8,8 +8,10 @@ import random
 
 import numpy as np
 import pytest
+from scipy.stats import linregress
+from scipy.stats import t as t_dist
 
-from monitor.forecast import Forecaster, fit
+from monitor.forecast import Forecaster, fit, t995
 from monitor.health import (
     Availability,
     FeedInputs,
@@ -113,29 +115,39 @@ def test_event_latch_raises_once_per_burst_and_clears_after_the_hold() -> None:
 # -- forecast ------------------------------------------------------------------------------------------
 
 
-def test_least_squares_fit_matches_numpy_polyfit_on_random_noisy_lines() -> None:
+def test_least_squares_fit_matches_scipy_linregress_on_random_noisy_lines() -> None:
     rng = random.Random(7)
     for _ in range(200):
-        n = rng.randint(2, 40)
+        n = rng.randint(3, 40)
         times = sorted(rng.uniform(0, 100) for _ in range(n))
-        if max(times) - min(times) < 1e-6:
+        if max(times) - min(times) < 1e-3:
             continue
         slope, intercept = rng.uniform(-50, 50), rng.uniform(-1000, 1000)
         values = [intercept + slope * t + rng.gauss(0, 20) for t in times]
         trend = fit(times, values)
         assert trend is not None
-        ref_slope, ref_intercept = np.polyfit(times, values, 1)
-        assert trend.slope == pytest.approx(ref_slope, rel=1e-6, abs=1e-6)
-        assert trend.level == pytest.approx(ref_intercept + ref_slope * times[-1], rel=1e-6, abs=1e-6)
+        ref = linregress(times, values)
+        assert trend.slope == pytest.approx(ref.slope, rel=1e-6, abs=1e-6)
+        assert trend.level == pytest.approx(ref.intercept + ref.slope * times[-1], rel=1e-6, abs=1e-6)
+        assert trend.se == pytest.approx(ref.stderr, rel=1e-6, abs=1e-9)
+        assert trend.slope_low == pytest.approx(
+            ref.slope - t_dist.ppf(0.995, n - 2) * ref.stderr, rel=0.1, abs=1e-6
+        )
+
+
+def test_t_quantiles_are_never_below_the_exact_ones() -> None:
+    for df in range(1, 300):
+        exact = float(t_dist.ppf(0.995, df))
+        assert exact <= t995(df) <= exact * 1.1, df
 
 
 def test_forecaster_time_to_limit_on_a_rising_queue_and_none_on_a_flat_or_falling_one() -> None:
     f = Forecaster(window=15, min_points=5)
-    for i in range(4):
+    for i in range(5):
         f.add(float(i), 100.0 * i)
-    assert f.eta(1000) == math.inf  # fewer than min_points
-    f.add(4.0, 400.0)
-    assert f.eta(1000) == pytest.approx(6.0)  # 400 now, +100/s
+    assert f.eta(1000) == math.inf  # 5 points, but over 4 s: less than a third of the window
+    f.add(5.0, 500.0)
+    assert f.eta(1000) == pytest.approx(5.0)  # 500 now, +100/s exactly
     assert f.eta(300) == 0.0  # already past it
     flat = Forecaster(window=15, min_points=5)
     for i in range(10):
@@ -143,8 +155,31 @@ def test_forecaster_time_to_limit_on_a_rising_queue_and_none_on_a_flat_or_fallin
     assert flat.eta(1000) == math.inf
     # Only the last `window` seconds count: an old ramp is forgotten once the queue is flat.
     for i in range(10, 40):
-        f.add(float(i), 400.0)
+        f.add(float(i), 500.0)
     assert f.eta(1000) == math.inf
+
+
+def test_a_noisy_ramp_is_forecast_with_the_conservative_slope() -> None:
+    rng = random.Random(2)
+    f = Forecaster(window=15, min_points=5)
+    for i in range(16):
+        f.add(float(i), 100.0 * i + rng.uniform(-200, 200))
+    trend = f.trend()
+    assert trend is not None
+    assert 0 < trend.slope_low < trend.slope
+    assert f.eta(5000) == pytest.approx((5000 - trend.level) / trend.slope_low)
+
+
+def test_a_noisy_flat_gauge_seldom_forecasts_a_breach() -> None:
+    """A gauge bouncing uniformly between 0 and half its limit, sampled once a second for ~3 hours:
+    plain least squares would forecast a breach now and then; the conservative slope almost never."""
+    rng = random.Random(1)
+    f = Forecaster(window=15, min_points=5)
+    breaches = 0
+    for i in range(10_000):
+        f.add(float(i), rng.uniform(0, 500))
+        breaches += f.eta(1000) <= 30
+    assert breaches <= 5
 
 
 # -- latency -------------------------------------------------------------------------------------------

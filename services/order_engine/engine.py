@@ -183,16 +183,19 @@ class MatchingEngine:
         self.commands_total += 1
         return [self._reject(cmd, reason, text, ts)]
 
-    def reject_undecodable(self, account: str, symbol: str, coid: str, text: str, ts: int) -> list[Output]:
-        """A reject for bytes that did not decode as a command, addressed from what the subject says."""
+    def reject_raw(
+        self, account: str, symbol: str, coid: str, reason: str, text: str, ts: int
+    ) -> list[Output]:
+        """A reject addressed from what the command's subject says: for bytes that did not decode, or a
+        command whose account or symbol does not match the subject it was sent on."""
         self.commands_total += 1
-        self._count_reject(Reason.DECODE_ERROR)
+        self._count_reject(reason)
         report = ExecReport(
             account=account,
             client_order_id=coid,
             exec_type=_REJECTED,
             symbol=symbol,
-            reason=Reason.DECODE_ERROR,
+            reason=reason,
             text=text[:200],
             venue=self.venue,
             seq=self._next_seq(symbol),

@@ -1,13 +1,98 @@
-"""The order-engine service on the shared runtime."""
+"""The order-engine service: the matching engine between its input stream and its output streams.
+
+    input   ORD_IN (direct) or ORD_OK (approved), partition k of n, in stream order   (intake.py)
+    engine  MatchingEngine: deterministic, pure                                       (engine.py)
+    output  ENGINE_EXEC / ENGINE_TRADES with deterministic ids, every one acked        (outputs.py)
+            then L2 deltas and quotes of the changed books on md.p1 (core NATS)
+    ack     the input batch, once its outputs are stored
+    snapshot  every NEXUS_ENGINE_SNAPSHOT_EVERY commands or _INTERVAL seconds, and on stop (store.py)
+
+Start-up: load the latest snapshot, read back the ids of the outputs stored since it (recovery.py),
+recreate the consumer at the snapshot's sequence + 1, replay: outputs already stored are skipped,
+the rest published. Ready once the backlog found at start is processed.
+"""
 
 from __future__ import annotations
 
-from nexus.runtime import Service
-from nexus.settings import Settings
+import asyncio
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from nats.aio.msg import Msg
+
+from nexus import messages, streams, subjects
+from nexus.client import SubmitTimeout
+from nexus.errors import BusError, RemoteError, SettingsError
+from nexus.instruments import load_instruments
+from nexus.messages import (
+    BookRequest,
+    BookSnapshot,
+    CancelAll,
+    CancelOrder,
+    ErrorReply,
+    ExecReport,
+    Message,
+    NewOrder,
+    OrderQuery,
+    Reason,
+    ReplaceOrder,
+    Trade,
+    now_ns,
+)
+from nexus.resilience import Backoff
+from nexus.runtime import MsgspecResponse, Service, body_openapi, read_body
+from nexus.settings import PositiveFloat, Settings, var_name
+from nexus.subjects import ALL_SYMBOLS, ANY
+from order_engine import snapshot
+from order_engine.engine import MatchingEngine, Output
+from order_engine.gateway import Gateway
+from order_engine.intake import Delivery, Intake
+from order_engine.outputs import Item, OutputPublisher
+from order_engine.recovery import input_seq_of, output_id, published_ids
+from order_engine.store import SnapshotStore
+
+Count = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class OrderEngineSettings(Settings, kw_only=True, forbid_unknown_fields=True):
     """Settings of the order-engine service (NEXUS_* variables)."""
+
+    instruments_file: str = ""
+    """Instruments TOML (tick, lot, limits); the packaged defaults when empty."""
+    engine_venue: str = "nexus"
+    """Venue name of the engine's own trades and book (md.p0.trade.<venue>.<symbol>)."""
+    engine_input: Literal["direct", "approved"] = "direct"
+    """direct: consume client order entry (ORD_IN); approved: consume what risk approved (ORD_OK)."""
+    engine_partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
+    """How many engine instances share the symbols (every instance must say the same)."""
+    engine_partition: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Which share this instance takes: 0 .. engine_partitions-1."""
+    engine_batch: Count = 500
+    """Most commands taken from the input per batch (outputs and the input ack go per batch)."""
+    engine_snapshot_every: Count = 50_000
+    engine_snapshot_interval: PositiveFloat = 10.0
+    engine_memory: Annotated[int, msgspec.Meta(ge=0)] = 20_000
+    """Closed orders and command answers remembered (queries, duplicate ids)."""
+    engine_book_depth: Annotated[int, msgspec.Meta(ge=0)] = 50
+    """Levels a side in the book snapshots published at start (0 = all)."""
+    engine_max_ack_pending: Count = 20_000
+    engine_ack_timeout: PositiveFloat = 2.0
+    """Seconds to wait for output acks before sending the missing ones again."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.engine_partition >= self.engine_partitions:
+            raise SettingsError(
+                var_name("engine_partition"),
+                self.engine_partition,
+                f"must be below NEXUS_ENGINE_PARTITIONS={self.engine_partitions}",
+            )
+        try:
+            subjects.token(self.engine_venue)
+        except ValueError as exc:
+            raise SettingsError(var_name("engine_venue"), self.engine_venue, str(exc)) from None
 
 
 class OrderEngine(Service[OrderEngineSettings]):
@@ -15,3 +100,435 @@ class OrderEngine(Service[OrderEngineSettings]):
 
     name = "order-engine"
     settings_cls = OrderEngineSettings
+
+    def __init__(self, settings: OrderEngineSettings, bus: Any) -> None:
+        super().__init__(settings, bus)
+        s = settings
+        self.partition, self.partitions = s.engine_partition, s.engine_partitions
+        self.in_stream = streams.engine_input_stream(s.engine_input, self.partitions).name or ""
+        instruments = load_instruments(s.instruments_file or None)
+        owned = [sym for sym in instruments if streams.partition_of(sym, self.partitions) == self.partition]
+        self.engine = MatchingEngine(
+            instruments,
+            venue=s.engine_venue,
+            symbols=owned,
+            memory=s.engine_memory,
+            primary=streams.partition_of(ALL_SYMBOLS, self.partitions) == self.partition,
+        )
+        self.store = SnapshotStore(s.data_dir, f"{self.in_stream}-{self.partition}of{self.partitions}")
+        self.publisher = OutputPublisher(bus, ack_timeout=s.engine_ack_timeout)
+        self.intake = Intake(
+            bus,
+            s.engine_input,
+            self.partition,
+            self.partitions,
+            max_ack_pending=s.engine_max_ack_pending,
+            resume_from=lambda: self.in_seq + 1,
+        )
+        self.gateway = Gateway(bus)
+        self.decoder = messages.decoder(messages.OrderCommandMsg)
+        self.in_seq = 0
+        """The last input sequence applied to the engine."""
+        self.snapshot_seq = 0
+        self.published: set[str] = set()
+        """Ids of outputs already stored that a replay must not publish again."""
+        self.replay_until = 0
+        self.recovering = True
+        self._stopping = False
+        self._loop: asyncio.Task[Any] | None = None
+        self._since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        self._subs: list[Any] = []
+        self.counters = {
+            "batches_total": 0,
+            "decode_errors_total": 0,
+            "engine_errors_total": 0,
+            "loop_errors_total": 0,
+            "outputs_suppressed_total": 0,
+            "commands_skipped_total": 0,
+            "snapshots_total": 0,
+            "replayed_total": 0,
+        }
+        self.snapshot_ms = 0.0
+        self.last_batch = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for config in (
+            streams.engine_input_stream(self.settings.engine_input, self.partitions),
+            streams.engine_exec_stream(),
+            streams.engine_trades_stream(),
+        ):
+            await self.bus.ensure_stream(config)
+        marks = await self._recover_state()
+        self.published = await published_ids(self.bus, self.partition, marks)
+        self.replay_until = max((input_seq_of(i) for i in self.published), default=0)
+        await self.publisher.start()
+        self.publisher.marks = dict(marks)
+        await self.intake.start(self.in_seq + 1)
+        self.recovering = self.intake.initial_pending > 0
+        self._subs = [
+            await self.bus.subscribe_raw(subjects.order_query(ANY), self._on_query),
+            await self.bus.subscribe_raw(subjects.book_request(ANY), self._on_book),
+        ]
+        await self.gateway.start(self.name)
+        for msg in self.engine.full_book(now_ns(), self.settings.engine_book_depth or None):
+            await self.bus.publish(msg)
+        self.log.info(
+            "engine.started",
+            input=self.in_stream,
+            partition=f"{self.partition}of{self.partitions}",
+            symbols=sorted(self.engine.syms),
+            from_seq=self.in_seq + 1,
+            backlog=self.intake.initial_pending,
+            stored_outputs_to_skip=len(self.published),
+        )
+        self._loop = self.spawn(self._run(), name="engine-loop")
+
+    async def _recover_state(self) -> dict[str, int]:
+        snap, problems = await asyncio.to_thread(self.store.load)
+        for problem in problems:
+            self.log.error("snapshot.unreadable", problem=problem)
+        if snap is None:
+            info = await self.bus.js.stream_info(self.in_stream)
+            if info.state.first_seq > 1:
+                self.log.warning("engine.no_snapshot", stream_first_seq=info.state.first_seq)
+            return {}
+        snapshot.restore(self.engine, snap.engine)
+        self.in_seq = self.snapshot_seq = snap.in_seq
+        self.log.info("snapshot.loaded", in_seq=snap.in_seq, path=str(self.store.path))
+        return dict(snap.out_marks)
+
+    async def stop_intake(self) -> None:
+        self._stopping = True
+        await self.intake.stop()
+        self.intake.wake()
+        for sub in self._subs:
+            await sub.unsubscribe()
+        self._subs = []
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loop), self.settings.drain_timeout)
+            except TimeoutError:
+                self.log.warning("engine.stop_timeout")
+        if self._since_snapshot and not self.recovering:
+            await self._snapshot()
+        await self.gateway.stop()
+        await self.cancel_tasks()
+        await self.publisher.stop()
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = Backoff(base=0.1, cap=5.0)
+        while not self._stopping:
+            try:
+                batch = await self.intake.next_batch(self.settings.engine_batch)
+                if batch:
+                    await self._process(batch)
+                if self.recovering and not self.intake.queue and self.intake.pending == 0:
+                    self.recovering = False
+                    self.log.info(
+                        "engine.recovered", in_seq=self.in_seq, replayed=self.counters["replayed_total"]
+                    )
+                if self._since_snapshot and (
+                    self._since_snapshot >= self.settings.engine_snapshot_every
+                    or time.monotonic() - self._last_snapshot >= self.settings.engine_snapshot_interval
+                ):
+                    await self._snapshot()
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS trouble: wait, then resume where the engine is
+                self.counters["loop_errors_total"] += 1
+                delay = backoff.next()
+                self.log.exception("engine.loop_failed", error=repr(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+                try:
+                    if not self._stopping:
+                        await self.intake.start(self.in_seq + 1)
+                except Exception as again:
+                    self.log.warning("engine.resume_failed", error=repr(again))
+
+    async def _process(self, batch: list[tuple[Delivery, Msg]]) -> None:
+        ts = now_ns()
+        items: list[Item] = []
+        k, n, stream = self.partition, self.partitions, self.in_stream
+        published = self.published
+        for d, msg in batch:
+            seq = d.stream_seq
+            if seq <= self.in_seq:
+                self.counters["commands_skipped_total"] += 1
+                continue
+            outputs = await self._apply(msg, ts)
+            for i, out in enumerate(outputs):
+                oid = output_id(stream, k, n, seq, i)
+                if published and oid in published:
+                    self.counters["outputs_suppressed_total"] += 1
+                    continue
+                items.append((self._subject(out), oid, messages.encode(out)))
+            self.in_seq = seq
+            self._since_snapshot += 1
+            if self.recovering:
+                self.counters["replayed_total"] += 1
+        if published and self.in_seq >= self.replay_until:
+            self.published = set()
+        await self.publisher.publish(items)
+        for update in self.engine.book_updates(ts):
+            await self.bus.publish(update)
+        await self.intake.ack(batch[-1][1])
+        self.counters["batches_total"] += 1
+        self.last_batch = len(batch)
+
+    async def _apply(self, msg: Msg, ts: int) -> list[Output]:
+        """Decode one command and run it through the engine; whatever is wrong becomes a reject."""
+        tokens = msg.subject.split(".")  # <prefix>.<partition>.<tier>.<account>.<symbol>
+        account, symbol = tokens[-2], tokens[-1]
+        engine = self.engine
+        try:
+            cmd = self.decoder.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.counters["decode_errors_total"] += 1
+            await self._dead_letter(msg, str(exc))
+            return engine.reject_raw(
+                account, symbol, _client_order_id(msg.data), Reason.DECODE_ERROR, str(exc), ts
+            )
+        problem = _route_problem(cmd, account, symbol)
+        if problem:
+            return engine.reject_raw(account, symbol, cmd.client_order_id, Reason.INVALID_FIELD, problem, ts)
+        try:
+            return engine.process(cmd, ts)
+        except Exception as exc:  # a bug: say so loudly, answer the client, keep serving everyone else
+            self.counters["engine_errors_total"] += 1
+            self.log.exception("engine.error", command=repr(cmd), error=repr(exc))
+            return engine.reject_raw(account, symbol, cmd.client_order_id, Reason.ENGINE_ERROR, repr(exc), ts)
+
+    def _subject(self, out: Output) -> str:
+        if type(out) is Trade:
+            return subjects.engine_trade(self.partition, out.venue, out.symbol)
+        assert isinstance(out, ExecReport)
+        return subjects.engine_exec(self.partition, out.account, subjects.safe_symbol(out.symbol))
+
+    async def _dead_letter(self, msg: Msg, error: str) -> None:
+        if self.bus.connected:
+            headers = {"Nexus-Error": error[:200], "Nexus-Subject": msg.subject}
+            await self.bus.nc.publish(subjects.dead_letter(self.name), msg.data, headers=headers)
+
+    async def _snapshot(self) -> None:
+        t0 = time.perf_counter()
+        snap = snapshot.Snapshot(
+            in_stream=self.in_stream,
+            in_seq=self.in_seq,
+            partition=self.partition,
+            partitions=self.partitions,
+            out_marks=dict(self.publisher.marks),
+            engine=snapshot.export(self.engine),
+            ts=now_ns(),
+        )
+        data = snapshot.encode(snap)
+        await asyncio.to_thread(self.store.save, data)
+        self.snapshot_seq = self.in_seq
+        self._since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        self.counters["snapshots_total"] += 1
+        self.snapshot_ms = (time.perf_counter() - t0) * 1000
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    def owns(self, symbol: str) -> bool:
+        return streams.partition_of(symbol, self.partitions) == self.partition
+
+    async def _on_query(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        reply: Message | None
+        try:
+            q = messages.decode(OrderQuery, msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reply = ErrorReply(code="DECODE_ERROR", reason=str(exc)) if self.partition == 0 else None
+        else:
+            reply = self.answer_query(q, msg.subject.rsplit(".", 1)[-1])
+        if reply is not None:
+            await msg.respond(messages.encode(reply))
+
+    def answer_query(self, q: OrderQuery, account: str) -> Message | None:
+        """The answer of this partition, or None when another partition should answer."""
+        if q.account != account:
+            return (
+                ErrorReply(code="INVALID_FIELD", reason="account does not match")
+                if self.partition == 0
+                else None
+            )
+        if q.symbol and not self.owns(subjects.safe_symbol(q.symbol)):
+            return None
+        report = self.engine.query(q.account, q.client_order_id, latest=q.latest)
+        if report is not None:
+            return report
+        if q.symbol or self.partitions == 1:
+            return ErrorReply(
+                code=Reason.UNKNOWN_ORDER, reason=f"no order {q.client_order_id!r} of {q.account}"
+            )
+        return None
+
+    async def _on_book(self, msg: Msg) -> None:
+        symbol = msg.subject.rsplit(".", 1)[-1]
+        if not msg.reply or not self.owns(symbol):
+            return
+        reply: Message
+        try:
+            req = messages.decode(BookRequest, msg.data) if msg.data else BookRequest(symbol=symbol)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reply = ErrorReply(code="DECODE_ERROR", reason=str(exc))
+        else:
+            reply = self.book(symbol, req.depth)
+        await msg.respond(messages.encode(reply))
+
+    def book(self, symbol: str, depth: int) -> BookSnapshot | ErrorReply:
+        if not self.engine.serves(symbol):
+            return ErrorReply(code=Reason.UNKNOWN_SYMBOL, reason=f"unknown symbol {symbol!r}")
+        return self.engine.snapshot(symbol, depth or None, now_ns())
+
+    # -- what the runner reports --------------------------------------------------------------------
+
+    def stats(self) -> dict[str, float]:
+        out = {k: float(v) for k, v in self.counters.items()}
+        out.update(self.engine.stats())
+        out.update(self.publisher.stats())
+        out.update(self.gateway.stats())
+        out.update(
+            {
+                "input_queue_depth": float(self.intake.depth),
+                "input_queue_limit": float(self.settings.engine_max_ack_pending),
+                "input_gaps_total": float(self.intake.gaps_total),
+                "input_restarts_total": float(self.intake.restarts_total),
+                "input_received_total": float(self.intake.received_total),
+                "input_seq": float(self.in_seq),
+                "snapshot_seq": float(self.snapshot_seq),
+                "snapshot_ms": self.snapshot_ms,
+                "last_batch_commands": float(self.last_batch),
+                "recovering": 1.0 if self.recovering else 0.0,
+            }
+        )
+        return out
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "input": self.in_stream,
+            "partition": self.partition,
+            "partitions": self.partitions,
+            "symbols": sorted(self.engine.syms),
+            "venue": self.engine.venue,
+        }
+
+    def ready(self) -> tuple[bool, str]:
+        if self.recovering:
+            return False, f"replaying the input stream (at sequence {self.in_seq})"
+        return True, ""
+
+    # -- REST ---------------------------------------------------------------------------------------
+
+    def add_routes(self, app: FastAPI) -> None:
+        router = APIRouter(tags=["orders"])
+
+        async def submit(request: Request, kind: Any) -> MsgspecResponse:
+            cmd = await read_body(request, kind)
+            try:
+                return MsgspecResponse(await self.gateway.submit(cmd))
+            except SubmitTimeout as exc:
+                raise HTTPException(status_code=504, detail=str(exc)) from None
+
+        @router.post("/orders", response_class=MsgspecResponse, openapi_extra=body_openapi(app, NewOrder))
+        async def new_order(request: Request) -> MsgspecResponse:
+            """Submit a new order; the reply is its accepted or rejected report."""
+            return await submit(request, NewOrder)
+
+        @router.post(
+            "/orders/cancel", response_class=MsgspecResponse, openapi_extra=body_openapi(app, CancelOrder)
+        )
+        async def cancel(request: Request) -> MsgspecResponse:
+            """Cancel an order; the reply is the cancelled report or a reject."""
+            return await submit(request, CancelOrder)
+
+        @router.post(
+            "/orders/replace", response_class=MsgspecResponse, openapi_extra=body_openapi(app, ReplaceOrder)
+        )
+        async def replace(request: Request) -> MsgspecResponse:
+            """Change an order's price and/or quantity; the reply is the replaced report or a reject."""
+            return await submit(request, ReplaceOrder)
+
+        @router.post(
+            "/orders/cancel-all", response_class=MsgspecResponse, openapi_extra=body_openapi(app, CancelAll)
+        )
+        async def cancel_all(request: Request) -> MsgspecResponse:
+            """Cancel every open order of an account (or of one symbol); the reply is the acknowledgement."""
+            return await submit(request, CancelAll)
+
+        @router.get("/orders/{account}/{client_order_id}", response_class=MsgspecResponse)
+        async def query(account: str, client_order_id: str, symbol: str = "", latest: bool = False) -> Any:
+            """The first answer to a command (or, with latest=true, the order's latest report)."""
+            q = OrderQuery(account=account, client_order_id=client_order_id, symbol=symbol, latest=latest)
+            local = self.answer_query(q, account)
+            if local is None:
+                try:
+                    client = await self.gateway.client(account)
+                    local = await client.query(client_order_id, symbol, latest=latest)
+                except RemoteError as exc:
+                    local = ErrorReply(code=exc.code, reason=exc.reason)
+                except BusError as exc:
+                    raise HTTPException(status_code=504, detail=str(exc)) from None
+            if isinstance(local, ErrorReply):
+                raise HTTPException(status_code=404, detail=local.reason)
+            return MsgspecResponse(local)
+
+        @router.get("/orders/{account}", response_class=MsgspecResponse)
+        async def open_orders(account: str) -> MsgspecResponse:
+            """The latest report of every open order of the account in this engine partition."""
+            return MsgspecResponse([o.last for o in self.engine.open_orders(account)])
+
+        @router.get("/book/{symbol}", response_class=MsgspecResponse, tags=["market data"])
+        async def book(symbol: str, depth: int = 10) -> MsgspecResponse:
+            """L2 book of a symbol (depth levels a side, 0 = all); `seq` is the last output it includes."""
+            if self.owns(symbol):
+                snap = self.book(symbol, depth)
+            else:
+                try:
+                    snap = await self.bus.request(
+                        subjects.book_request(symbol), BookRequest(symbol=symbol, depth=depth), BookSnapshot
+                    )
+                except RemoteError as exc:
+                    snap = ErrorReply(code=exc.code, reason=exc.reason)
+                except BusError as exc:
+                    raise HTTPException(status_code=504, detail=str(exc)) from None
+            if isinstance(snap, ErrorReply):
+                raise HTTPException(status_code=404, detail=snap.reason)
+            return MsgspecResponse(snap)
+
+        app.include_router(router)
+
+
+def _route_problem(cmd: NewOrder | CancelOrder | ReplaceOrder | CancelAll, account: str, symbol: str) -> str:
+    """Why a command does not belong on the subject it came on ("" when it does)."""
+    if cmd.account != account:
+        return f"account {cmd.account!r} does not match the subject's {account!r}"
+    try:
+        expected = subjects.command_symbol(cmd)
+    except ValueError:
+        return f"symbol {getattr(cmd, 'symbol', '')!r} cannot be a subject token"
+    if expected != symbol:
+        return f"symbol {expected!r} does not match the subject's {symbol!r}"
+    return ""
+
+
+class _Coid(msgspec.Struct):
+    client_order_id: str = ""
+
+
+def _client_order_id(data: bytes) -> str:
+    """The client order id of an undecodable command, when the JSON holds one (for the reject)."""
+    try:
+        return msgspec.json.decode(data, type=_Coid).client_order_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""

@@ -141,6 +141,8 @@ class Reason(StrEnum):
     TRADING_HALTED = "TRADING_HALTED"
     TRADING_REDUCING = "TRADING_REDUCING"
     UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    # the engine itself
+    ENGINE_ERROR = "ENGINE_ERROR"
 
 
 class OrderQuery(Message, frozen=True, kw_only=True, tag="order_query"):

@@ -1,0 +1,89 @@
+"""Fixtures of the order-engine tests: an engine running in this process on a nats-server of the test's
+own (the order-flow streams have fixed names, so each test gets a clean server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nexus.bus import Bus
+from nexus.client import OrderClient
+from nexus.natsserver import NatsServer
+from nexus.runtime import Runner
+from nexus.settings import load_settings
+from nexus.testing import wait_for
+from order_engine.service import OrderEngine, OrderEngineSettings
+
+
+class RunningEngine:
+    def __init__(self, runner: Runner, task: asyncio.Task[int]) -> None:
+        self.runner = runner
+        self.task = task
+
+    @property
+    def service(self) -> OrderEngine:
+        assert isinstance(self.runner.service, OrderEngine)
+        return self.runner.service
+
+    async def stop(self) -> int:
+        self.runner.request_stop()
+        return await asyncio.wait_for(self.task, 30)
+
+
+async def start_engine(url: str, data_dir: Path, **overrides: Any) -> RunningEngine:
+    settings = load_settings(
+        OrderEngineSettings,
+        {},
+        nats_url=[url],
+        instance=overrides.pop("instance", "t"),
+        data_dir=str(data_dir),
+        heartbeat_interval=0.2,
+        **overrides,
+    )
+    runner = Runner(OrderEngine, settings)
+    task = asyncio.create_task(runner.run(install_signals=False))
+    try:
+        await wait_for(lambda: runner.state == "ready" or task.done(), timeout=20)
+        if task.done():
+            task.result()
+    except BaseException:
+        runner.request_stop()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    return RunningEngine(runner, task)
+
+
+@pytest.fixture
+async def engine(fresh_nats: NatsServer, tmp_path: Path) -> AsyncIterator[RunningEngine]:
+    running = await start_engine(fresh_nats.url, tmp_path / "var")
+    yield running
+    if not running.task.done():
+        assert await running.stop() == 0
+
+
+@pytest.fixture
+async def client_bus(fresh_nats: NatsServer) -> AsyncIterator[Bus]:
+    b = Bus([fresh_nats.url], name="test-client")
+    await b.connect(give_up_after=5)
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def alice(client_bus: Bus) -> AsyncIterator[OrderClient]:
+    client = OrderClient(client_bus, "alice", timeout=10)
+    await client.start()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def bob(client_bus: Bus) -> AsyncIterator[OrderClient]:
+    client = OrderClient(client_bus, "bob", timeout=10)
+    await client.start()
+    yield client
+    await client.close()

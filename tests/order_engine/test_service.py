@@ -1,0 +1,166 @@
+"""The engine as a service over a real nats-server: order entry (client, request/reply, REST), outputs on
+their subjects, queries, book requests, and bad input answered with reasons, never a crash."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from nexus import messages as m
+from nexus import subjects
+from nexus.bus import Bus
+from nexus.client import OrderClient
+from nexus.errors import RemoteError
+from nexus.messages import ExecType, Reason, Side
+from nexus.subjects import Tier
+from nexus.testing import wait_for
+from tests.order_engine.conftest import RunningEngine
+
+pytestmark = pytest.mark.integration
+D = Decimal
+
+
+async def collect(bus: Bus, subject: str, kind: object) -> list[object]:
+    got: list[object] = []
+
+    async def on_msg(msg: object) -> None:
+        got.append(msg)
+
+    await bus.subscribe(subject, kind, on_msg)
+    await bus.flush()
+    return got
+
+
+async def test_orders_trade_and_every_output_reaches_its_subject(
+    engine: RunningEngine, client_bus: Bus, alice: OrderClient, bob: OrderClient
+) -> None:
+    trades = await collect(client_bus, subjects.trade("nexus", "AAPL"), m.Trade)
+    book = await collect(client_bus, subjects.book("nexus", "AAPL"), m.MarketDataMsg)
+    quotes = await collect(client_bus, subjects.quote("nexus", "AAPL"), m.Quote)
+    bobs: list[m.ExecReport] = []
+    bob.on_report = bobs.append
+
+    ask = await alice.new_order("AAPL", Side.SELL, "10", "228.50")
+    assert ask.exec_type is ExecType.ACCEPTED
+    assert ask.ts_cmd > 0
+    assert ask.ts_event >= ask.ts_cmd
+    bid = await bob.new_order("AAPL", Side.BUY, "4", "228.50")
+    assert bid.exec_type is ExecType.ACCEPTED
+
+    await wait_for(lambda: len(trades) == 1 and any(r.exec_type is ExecType.FILLED for r in bobs), timeout=5)
+    trade = trades[0]
+    assert isinstance(trade, m.Trade)
+    assert (trade.price, trade.size, trade.aggressor, trade.venue) == (D("228.50"), 4, Side.BUY, "nexus")
+    fill = next(r for r in bobs if r.exec_type is ExecType.FILLED)
+    assert (fill.last_qty, fill.cum_qty, fill.leaves_qty, fill.avg_px) == (4, 4, 0, D("228.50"))
+    assert fill.trade_id == trade.trade_id
+    await wait_for(lambda: any(isinstance(b, m.BookDelta) and b.seq >= trade.seq for b in book), timeout=5)
+    await wait_for(lambda: any(q.ask_sz == 6 for q in quotes), timeout=5)  # type: ignore[attr-defined]
+
+    snap = await alice.book("AAPL", depth=5)
+    assert (snap.bids, snap.asks) == ((), ((D("228.50"), D(6)),))
+    latest = await alice.query(ask.client_order_id, "AAPL", latest=True)
+    assert (latest.exec_type, latest.cum_qty, latest.leaves_qty) == (ExecType.PARTIALLY_FILLED, 4, 6)
+
+    cancelled = await alice.cancel("AAPL", ask.client_order_id)
+    assert (cancelled.exec_type, cancelled.orig_client_order_id) == (ExecType.CANCELLED, ask.client_order_id)
+    assert (await alice.book("AAPL")).asks == ()
+    stats = engine.runner.all_stats()
+    assert stats["trades_total"] == 1
+    assert stats["commands_total"] == 3
+    assert stats["input_queue_depth"] == 0
+
+
+async def test_request_reply_and_rest_order_entry(engine: RunningEngine, client_bus: Bus) -> None:
+    order = m.NewOrder(
+        account="carol", client_order_id="rr-1", symbol="MSFT", side=Side.BUY, qty=D(3), price=D(400)
+    )
+    report = await client_bus.request(subjects.order_request("carol"), order, m.ExecReport, timeout=10)
+    assert (report.exec_type, report.client_order_id) == (ExecType.ACCEPTED, "rr-1")
+    with pytest.raises(RemoteError) as err:
+        await client_bus.request(subjects.order_request("mallory"), order, m.ExecReport, timeout=10)
+    assert err.value.code == "INVALID_FIELD"
+
+    async with httpx.AsyncClient(base_url=engine.runner.http_url, timeout=10) as http:
+        body = m.encode(
+            m.NewOrder(
+                account="dave",
+                client_order_id="rest-1",
+                symbol="MSFT",
+                side=Side.SELL,
+                qty=D(1),
+                price=D("399.99"),
+            )
+        )
+        r = await http.post("/orders", content=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["exec_type"] == "accepted"
+        r = await http.get("/book/MSFT", params={"depth": 3})
+        assert r.json()["bids"] == [["400.00", "2"]]
+        r = await http.get("/orders/dave/rest-1", params={"symbol": "MSFT", "latest": "true"})
+        assert r.json()["exec_type"] == "filled"
+        r = await http.get("/orders/carol")
+        assert [o["client_order_id"] for o in r.json()] == ["rr-1"]
+        cancel_all = m.encode(m.CancelAll(account="carol", client_order_id="ca-1"))
+        r = await http.post("/orders/cancel-all", content=cancel_all)
+        assert (r.json()["exec_type"], r.json()["symbol"]) == ("accepted", "_all")
+        r = await http.post("/orders", content=b'{"type":"new_order","account":"carol"}')
+        assert r.status_code == 422
+        r = await http.get("/orders/carol/nope", params={"symbol": "MSFT"})
+        assert r.status_code == 404
+        r = await http.get("/book/NOPE")
+        assert r.status_code == 404
+
+
+async def test_bad_input_is_rejected_with_a_reason_and_counted(
+    engine: RunningEngine, client_bus: Bus, alice: OrderClient
+) -> None:
+    reports: list[m.ExecReport] = []
+    alice.on_report = reports.append
+    cases = [
+        ("NOPE", "1", "1", Reason.UNKNOWN_SYMBOL),
+        ("AAPL", "1", "228.505", Reason.PRICE_OFF_TICK),
+        ("AAPL", "1.5", "228.50", Reason.QTY_NOT_LOT_MULTIPLE),
+        ("AAPL", "0", "228.50", Reason.QTY_NOT_POSITIVE),
+        ("AAPL", "-2", "228.50", Reason.QTY_NOT_POSITIVE),
+    ]
+    for symbol, qty, price, reason in cases:
+        r = await alice.new_order(symbol, Side.BUY, qty, price)
+        assert (r.exec_type, r.reason) == (ExecType.REJECTED, reason)
+    r = await alice.cancel("AAPL", "no-such-order")
+    assert (r.exec_type, r.reason) == (ExecType.REJECTED, Reason.UNKNOWN_ORDER)
+
+    # bytes that are not a command, sent straight into the order-entry stream
+    dead: list[bytes] = []
+
+    async def on_dead(msg: object) -> None:
+        dead.append(msg.data)  # type: ignore[attr-defined]
+
+    await client_bus.subscribe_raw(subjects.dead_letter("order-engine"), on_dead)
+    for i, raw in enumerate(
+        [b"{not json", b'{"type":"new_order","client_order_id":"x1"}', b'{"type":"bogus"}']
+    ):
+        await client_bus.js.publish(
+            subjects.order_entry(Tier.P1, "alice", "AAPL"), raw, headers={"Nats-Msg-Id": f"alice:raw{i}"}
+        )
+    # a command on someone else's subject
+    await client_bus.publish_durable(
+        m.NewOrder(account="bob", client_order_id="imp", symbol="AAPL", side=Side.BUY, qty=D(1), price=D(1)),
+        "alice:imp",
+        subjects.order_entry(Tier.P1, "alice", "AAPL"),
+    )
+    await wait_for(lambda: sum(r.reason == Reason.DECODE_ERROR for r in reports) == 3, timeout=5)
+    await wait_for(lambda: any(r.client_order_id == "imp" for r in reports), timeout=5)
+    assert next(r for r in reports if r.client_order_id == "imp").reason == Reason.INVALID_FIELD
+    assert any(r.client_order_id == "x1" for r in reports)  # the id is recovered for the reject when present
+    await wait_for(lambda: len(dead) == 3, timeout=5)
+    stats = engine.runner.all_stats()
+    assert stats["decode_errors_total"] == 3
+    assert stats["rejects_decode_error_total"] == 3
+    assert stats["rejects_price_off_tick_total"] == 1
+    assert stats["rejects_unknown_order_total"] == 1
+    assert engine.runner.readiness() == (True, "")
+    # and it still trades
+    assert (await alice.new_order("AAPL", Side.BUY, "1", "228.50")).exec_type is ExecType.ACCEPTED

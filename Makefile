@@ -21,16 +21,20 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[test,dev]'
 	@touch $@ $(VENV)/.installed-run
 
+# The monitor dashboard's browser test runs Debian's Chromium (installed by apt-get, never downloaded).
+/usr/bin/chromium:
+	bash deploy/ensure-chromium.sh
+
 ## run: create the venv if missing, install, start NATS + all services + demo traffic (Ctrl-C stops all)
 run: $(VENV)/.installed-run
 	$(BIN)/nexus up $(ARGS)
 
 ## test: install with test extras and run the whole suite
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test /usr/bin/chromium
 	$(BIN)/python -m pytest $(ARGS)
 
 ## check: formatting, lint, types, tests — the one gate
-check: $(VENV)/.installed-test
+check: $(VENV)/.installed-test /usr/bin/chromium
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy

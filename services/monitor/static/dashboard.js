@@ -82,11 +82,14 @@ function drawChart(chartId, opts = {}) {
   const W = 600, H = svg.viewBox.baseVal.height || 180, L = 44, R = 8, T = 8, B = 18;
   const all = Object.values(lines).flat();
   const now = Date.now();
-  const x0 = now - KEEP_MS;
+  // The x axis spans the data (at least a minute, at most KEEP_MS), so a fresh page is not a sliver.
+  const oldest = Math.min(now, ...all.map((p) => p[0]));
+  const span = Math.min(KEEP_MS, Math.max(60000, now - oldest));
+  const x0 = now - span;
   let yMin = opts.yMin ?? Math.min(0, ...all.map((p) => p[1]));
   let yMax = opts.yMax ?? niceMax(Math.max(...all.map((p) => p[1]), 0));
   if (yMax <= yMin) yMax = yMin + 1;
-  const sx = (t) => L + ((t - x0) / KEEP_MS) * (W - L - R);
+  const sx = (t) => L + ((t - x0) / span) * (W - L - R);
   const sy = (v) => T + (1 - (v - yMin) / (yMax - yMin)) * (H - T - B);
   const ns = "http://www.w3.org/2000/svg";
   const el = (tag, attrs, text) => {
@@ -101,9 +104,10 @@ function drawChart(chartId, opts = {}) {
     kids.push(el("line", { class: "grid", x1: L, x2: W - R, y1: sy(v), y2: sy(v) }));
     kids.push(el("text", { x: L - 4, y: sy(v) + 3, "text-anchor": "end" }, opts.fmt ? opts.fmt(v) : +v.toPrecision(3)));
   }
-  for (let m = 0; m <= 10; m += 2) {
-    const t = now - m * 60000;
-    kids.push(el("text", { x: sx(t), y: H - 4, "text-anchor": "middle" }, m ? `-${m}m` : "now"));
+  for (let i = 0; i <= 5; i++) {
+    const ago = (span * i) / 5;
+    const label = i === 0 ? "now" : ago < 120000 ? `-${Math.round(ago / 1000)}s` : `-${(ago / 60000).toFixed(ago % 60000 ? 1 : 0)}m`;
+    kids.push(el("text", { x: sx(now - ago), y: H - 4, "text-anchor": i === 5 ? "start" : i === 0 ? "end" : "middle" }, label));
   }
   Object.entries(lines).forEach(([name, pts], i) => {
     if (!pts.length) return;
@@ -164,7 +168,7 @@ function renderServices(services) {
   fillBody("services", null, services.map((s) => {
     const queues = s.queues.map((q) =>
       `${q.name} ${fmt.num(q.depth, 0)}${q.limit ? "/" + fmt.num(q.limit, 0) : ""}` +
-      (q.eta_seconds != null ? ` (limit in ${q.eta_seconds.toFixed(0)}s)` : "")).join(", ");
+      (q.eta_seconds != null && q.eta_seconds < 3600 ? ` (limit in ${q.eta_seconds.toFixed(0)}s)` : "")).join(", ");
     return h("tr", { "data-key": s.key, class: "status-" + s.status },
       h("td", {}, s.service), h("td", {}, s.instance), h("td", {}, badge(s.status === "up" ? s.state : s.status)),
       healthCell(s.health), num(fmt.pct(s.availability)), num(fmt.age(s.heartbeat_age), "hb-age"),

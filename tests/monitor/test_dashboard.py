@@ -177,6 +177,11 @@ async def test_dashboard_loads_in_headless_chromium_and_its_values_change_live(
                     await asyncio.sleep(1.0)  # one more snapshot so the charts carry the latest points
                     await page.screenshot(path=str(ARTIFACTS / "monitor-dashboard.png"), full_page=True)
                     assert errors == []
+                    # A graceful stop ends the open event stream instead of hanging on it.
+                    assert await asyncio.to_thread(monitor.terminate) == 0
+                    await page.wait_for_function(
+                        "document.querySelector('#conn').textContent === 'reconnecting'"
+                    )
                 finally:
                     await browser.close()
         finally:

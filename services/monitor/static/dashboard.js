@@ -99,6 +99,10 @@ function drawChart(chartId, opts = {}) {
     return e;
   };
   const kids = [];
+  if (!all.length) {
+    svg.replaceChildren(el("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no data yet"));
+    return;
+  }
   for (let i = 0; i <= 4; i++) {
     const v = yMin + (i / 4) * (yMax - yMin);
     kids.push(el("line", { class: "grid", x1: L, x2: W - R, y1: sy(v), y2: sy(v) }));

@@ -32,6 +32,8 @@ from optimizer.problem import Constraints, Prepared, Problem, prepare
 Array = npt.NDArray[np.float64]
 Index = npt.NDArray[np.int64]
 
+DUST = 1e-12
+"""Weights smaller than this are reported as 0 (then the weights are rescaled to sum to 1 exactly)."""
 SCREENABLE = (Objective.MIN_VARIANCE, Objective.TARGET_RETURN, Objective.MAX_SHARPE)
 KAPPA_MIN = 1e-7
 """Below this κ the max-Sharpe optimum runs off to infinite weights (no fully invested portfolio has it)."""
@@ -369,6 +371,11 @@ def _highest_return(prep: Prepared) -> float | None:
 
 def _solution(prep: Prepared, weights: Array, status: str, t0: int) -> Solution:
     w = np.clip(weights, prep.lower, prep.upper)
+    # interior-point dust (1e-14 where the answer is 0) reads badly on a dashboard: 0 where 0 is allowed
+    dust = (np.abs(w) < DUST) & (prep.lower <= 0.0) & (prep.upper >= 0.0)
+    if dust.any():
+        w[dust] = 0.0
+        w /= w.sum()
     ppy = prep.problem.periods_per_year
     marginal = prep.cov @ w
     var = float(w @ marginal)

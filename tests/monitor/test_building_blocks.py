@@ -175,11 +175,14 @@ def test_a_noisy_flat_gauge_seldom_forecasts_a_breach() -> None:
     plain least squares would forecast a breach now and then; the conservative slope almost never."""
     rng = random.Random(1)
     f = Forecaster(window=15, min_points=5)
-    breaches = 0
+    breaches = plain = 0
     for i in range(10_000):
         f.add(float(i), rng.uniform(0, 500))
         breaches += f.eta(1000) <= 30
+        trend = f.trend()
+        plain += trend is not None and trend.slope > 0 and (1000 - trend.level) / trend.slope <= 30
     assert breaches <= 5
+    assert plain >= 25  # the plain slope would have alerted every few minutes
 
 
 # -- latency -------------------------------------------------------------------------------------------

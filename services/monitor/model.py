@@ -191,6 +191,10 @@ class MonitorModel:
                 if isinstance(name, str) and isinstance(detail, dict):
                     per_feed_gaps |= "gaps_total" in detail
                     self._feed_detail(name, detail, hb, key, now, restarted)
+            if hb.state == "ready":
+                # A feed its own feed handler no longer lists was removed there: forget it.
+                for name in [n for n, f in self.feeds.items() if f.source == key and n not in feeds]:
+                    self.forget_feed(name, f"feed {name} was removed from {key}")
         if not per_feed_gaps and deltas["gaps"] > 0:
             self._event(
                 track.gap_latch,
@@ -626,6 +630,16 @@ class MonitorModel:
         for name in track.queues:
             self._clear(Rule.QUEUE_LIMIT_FORECAST, f"queue:{key}/{name}", text)
         self.series.drop_prefix(f"service.{key}.")
+        return True
+
+    def forget_feed(self, name: str, why: str = "") -> bool:
+        """Drop a feed (removed from its feed handler, or an operator's DELETE); clears its alerts."""
+        if self.feeds.pop(name, None) is None:
+            return False
+        text = why or f"feed {name} forgotten by an operator"
+        for rule in (Rule.FEED_DOWN, Rule.LOW_HEALTH_SCORE, Rule.FEED_FAILOVER, Rule.SEQUENCE_GAP):
+            self._clear(rule, f"feed:{name}", text)
+        self.series.drop_prefix(f"feed.{name}.")
         return True
 
     # -- views --------------------------------------------------------------------------------------

@@ -6,8 +6,6 @@ rates per second; health and availability 0..1 (None when not known).
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from monitor.alerts import ActiveAlert
@@ -166,7 +164,3 @@ class SeriesIndex(msgspec.Struct, kw_only=True):
     names: list[str]
     window_seconds: float
     step_seconds: float
-
-
-def to_builtins(obj: Any) -> Any:
-    return msgspec.to_builtins(obj)

@@ -448,3 +448,19 @@ def test_alert_history_is_bounded_and_newest_first() -> None:
     assert len(view.history) == 5
     assert view.history[0].ts >= view.history[-1].ts
     assert view.active == []
+
+
+def test_a_feed_removed_from_its_feed_handler_is_forgotten_with_its_alerts() -> None:
+    c = Clocked(monitor_feed_down_hold=1)
+    svc = Beating(c, service="feed-handler")
+    both = {"feeds": {"a": {"state": "live", "venue": "v"}, "b": {"state": "failed", "venue": "v"}}}
+    for _ in range(3):
+        svc.beat(details=both)
+        c.advance(1)
+    assert [a.source for a in c.named("FEED_DOWN", "raised")] == ["feed:b"]
+    svc.beat(details={"feeds": {"a": {"state": "live", "venue": "v"}}})
+    assert set(c.model.feeds) == {"a"}
+    cleared = c.named("FEED_DOWN", "cleared", "feed:b")
+    assert cleared[0].text == "feed b was removed from feed-handler.1"
+    assert c.model.forget_feed("a")
+    assert not c.model.forget_feed("a")

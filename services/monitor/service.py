@@ -54,6 +54,8 @@ class Monitor(Service[MonitorSettings]):
         self.alerts_published_total = 0
         self.alert_publish_errors_total = 0
         self._streamed_sample = -1
+        self.eval_errors_total = 0
+        self._last_eval = self.clock()
 
     async def start(self) -> None:
         bus = self.bus
@@ -109,12 +111,24 @@ class Monitor(Service[MonitorSettings]):
         interval = self.settings.monitor_eval_interval
         while True:
             now = self.clock()
-            self.model.tick(now)
-            await self.publish_alerts()
-            if self.model.samples != self._streamed_sample and self.stream.clients:
-                self._streamed_sample = self.model.samples
-                self.stream.send("snapshot", _json.encode(self.model.overview(now)))
+            try:
+                self.model.tick(now)
+                await self.publish_alerts()
+                if self.model.samples != self._streamed_sample and self.stream.clients:
+                    self._streamed_sample = self.model.samples
+                    self.stream.send("snapshot", _json.encode(self.model.overview(now)))
+            except Exception as exc:  # a bug in one rule must not stop every other rule
+                self.eval_errors_total += 1
+                if self.eval_errors_total == 1 or self.eval_errors_total % 100 == 0:
+                    self.log.exception("monitor.eval_failed", error=repr(exc), total=self.eval_errors_total)
+            self._last_eval = self.clock()
             await asyncio.sleep(interval)
+
+    def ready(self) -> tuple[bool, str]:
+        stalled = self.clock() - self._last_eval
+        if stalled > max(2.0, 10 * self.settings.monitor_eval_interval):
+            return False, f"rule evaluation has not run for {stalled:.1f}s"
+        return True, ""
 
     async def publish_alerts(self) -> None:
         """Publish every alert transition the model decided on, and push each to the dashboard."""
@@ -147,6 +161,7 @@ class Monitor(Service[MonitorSettings]):
             "alerts_cleared_total": m.alerts.cleared_total,
             "alerts_published_total": self.alerts_published_total,
             "alert_publish_errors_total": self.alert_publish_errors_total,
+            "eval_errors_total": self.eval_errors_total,
             "md_observed_total": m.md_total,
             "exec_observed_total": m.exec_total,
             "series_kept": len(m.series.names()),

@@ -330,6 +330,12 @@ async def test_rest_series_overview_forget_and_the_event_stream(
                     break
         assert events.count("snapshot") == 2
 
+        async def stream_closed() -> bool:
+            return (await http.get("/stats")).json()["stats"]["dashboard_clients"] == 0
+
+        await wait_for(stream_closed, timeout=5, interval=0.1)  # a browser that leaves is let go
+        assert (await http.get("/readyz")).status_code == 200
+
         assert (await http.delete(f"/api/services/probe/{uid}")).status_code == 200
         assert (await http.delete(f"/api/services/probe/{uid}")).status_code == 404
     services = await get(monitor, "/api/services")

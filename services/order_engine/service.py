@@ -129,6 +129,8 @@ class OrderEngine(Service[OrderEngineSettings]):
         self.decoder = messages.decoder(messages.OrderCommandMsg)
         self.in_seq = 0
         """The last input sequence applied to the engine."""
+        self.acked_seq = 0
+        """The last input sequence whose outputs are all stored (and which is acknowledged)."""
         self.snapshot_seq = 0
         self.published: set[str] = set()
         """Ids of outputs already stored that a replay must not publish again."""
@@ -280,6 +282,7 @@ class OrderEngine(Service[OrderEngineSettings]):
         for update in self.engine.book_updates(ts):
             await self.bus.publish(update)
         await self.intake.ack(batch[-1][1])
+        self.acked_seq = self.in_seq
         self.counters["batches_total"] += 1
         self.last_batch = len(batch)
 
@@ -406,6 +409,7 @@ class OrderEngine(Service[OrderEngineSettings]):
                 "input_restarts_total": float(self.intake.restarts_total),
                 "input_received_total": float(self.intake.received_total),
                 "input_seq": float(self.in_seq),
+                "input_acked_seq": float(self.acked_seq),
                 "snapshot_seq": float(self.snapshot_seq),
                 "snapshot_ms": self.snapshot_ms,
                 "last_batch_commands": float(self.last_batch),

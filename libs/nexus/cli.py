@@ -36,6 +36,7 @@ SERVICES: tuple[tuple[str, str, int], ...] = (
     ("order-engine", "order_engine", 2),
     ("risk", "risk", 3),
     ("optimizer", "optimizer", 4),
+    ("demo-traffic", "order_engine.demo", 5),  # a market maker and takers on the order engine
 )
 """Everything `nexus up` starts, in start order. The monitor's port is the dashboard."""
 

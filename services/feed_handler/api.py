@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 
 from feed_handler.config import FeedConfig, GroupConfig
@@ -33,6 +34,20 @@ def _http_error(exc: FeedError) -> HTTPException:
     if isinstance(exc, ConfigError):
         return HTTPException(status_code=422, detail=f"invalid definition: {exc}")
     return HTTPException(status_code=400, detail=str(exc))
+
+
+async def _read_feed(request: Request) -> Any:
+    """The body as a FeedConfig (a union, which nexus.runtime.read_body cannot name): 400 for malformed
+    JSON, 422 with msgspec's reason for a definition of the wrong shape."""
+    data = await request.body()
+    if not data:
+        raise HTTPException(status_code=422, detail="a JSON body (a feed definition) is required")
+    try:
+        return msgspec.json.decode(data, type=FeedConfig)
+    except msgspec.ValidationError as exc:
+        raise HTTPException(status_code=422, detail=f"invalid feed definition: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise HTTPException(status_code=400, detail=f"malformed JSON: {exc}") from None
 
 
 def routes(app: FastAPI, manager: FeedManager) -> None:
@@ -61,7 +76,7 @@ def routes(app: FastAPI, manager: FeedManager) -> None:
     async def add_feed(request: Request, start: bool | None = None) -> MsgspecResponse:
         """Add a feed; `kind` is synthetic, replay, binance or coinbase. It starts when `start` (query) or
         its `autostart` says so."""
-        config: Any = await read_body(request, FeedConfig)  # type: ignore[arg-type]
+        config = await _read_feed(request)
         try:
             manager.add_feed(config, start)
         except FeedError as exc:

@@ -95,6 +95,7 @@ class ReplayAdapter(Adapter[ReplayFeed]):
             self.passes += 1
             if not self.config.loop:
                 return
+            await asyncio.sleep(0)  # a short file looped as fast as possible must still yield
 
     async def _crypto_ws(self, out: _LoopOutput) -> None:
         venue = recording.sniff(self.config.path)

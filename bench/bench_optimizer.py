@@ -10,10 +10,18 @@ Inputs: daily returns of an equity-like factor model (market beta, 8 sectors, id
 each window is 252 days, the next window one day later; mean returns and Ledoit-Wolf covariance.
 Solve time is PortfolioSolver.solve end to end (validation, Cholesky, models, Clarabel, figures).
 
-    python bench/bench_optimizer.py [--runs 5] [--quick] [--slsqp-max-assets 500]
+    python bench/bench_optimizer.py [--runs 5] [--quick] [--windows 40] [--slsqp-max-assets 500]
+
+Runs with OPENBLAS_NUM_THREADS=1 unless set (the service's setting too).
 """
 
 from __future__ import annotations
+
+import os
+
+# Single-threaded BLAS, as the optimizer service runs (services/optimizer/__main__.py): on this shared 2-core
+# machine OpenBLAS's spinning threads made numpy 10-50x slower under load. Numpy reads it on import.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import statistics
 import time
@@ -158,7 +166,8 @@ def main() -> None:
     count = 10 if args.quick else args.windows
     header(
         f"optimizer: long-only solve time, p50 over {count} rolling re-solves "
-        f"({DAYS} daily returns, Ledoit-Wolf), median of {args.runs} runs"
+        f"({DAYS} daily returns, Ledoit-Wolf), median of {args.runs} runs, "
+        f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"
     )
     print(
         f"{'assets':>6}  {'objective':<13}{'warm':>10}{'cold':>10}{'Clarabel*':>11}{'SLSQP':>11}"

@@ -54,6 +54,7 @@ from order_engine.book import (
 Output = ExecReport | Trade
 Command = NewOrder | CancelOrder | ReplaceOrder | CancelAll
 
+_CACHE_MAX = 100_000
 _AVG_QUANTUM = Decimal("0.000001")
 """Average prices are rounded (half-even) to a millionth of a tick."""
 
@@ -89,6 +90,8 @@ class SymbolState:
         "lot",
         "next_oid",
         "next_trade",
+        "prices",
+        "qtys",
         "seq",
         "symbol",
         "tick",
@@ -111,12 +114,27 @@ class SymbolState:
         self.coid_open: dict[str, int] = {}
         """How many open orders use a client order id (any account): tells NOT_OWNER from UNKNOWN_ORDER."""
         self.last_quote: tuple[int | None, int, int | None, int] | None = None
+        self.prices: dict[int, Decimal] = {}
+        self.qtys: dict[int, Decimal] = {}
+
+    # Ticks and lots become decimals only in reports; the same few values recur, so they are cached
+    # (a dict lookup instead of a Decimal multiplication).
 
     def price(self, ticks: int) -> Decimal:
-        return ticks * self.tick
+        px = self.prices.get(ticks)
+        if px is None:
+            if len(self.prices) > _CACHE_MAX:
+                self.prices.clear()
+            px = self.prices[ticks] = ticks * self.tick
+        return px
 
     def qty(self, lots: int) -> Decimal:
-        return lots * self.lot
+        q = self.qtys.get(lots)
+        if q is None:
+            if len(self.qtys) > _CACHE_MAX:
+                self.qtys.clear()
+            q = self.qtys[lots] = lots * self.lot
+        return q
 
 
 class MatchingEngine:
@@ -284,8 +302,8 @@ class MatchingEngine:
                 notional += lots * price
                 trade_id = str(st.next_trade)
                 st.next_trade += 1
-                px = price * st.tick
-                size = lots * st.lot
+                px = st.price(price)
+                size = st.qty(lots)
                 out.append(self._fill_report(st, maker, px, size, trade_id, ts))
                 if maker.leaves == 0:
                     self._unindex(st, maker)
@@ -616,6 +634,54 @@ class MatchingEngine:
         ts_cmd: int | None = None,
     ) -> ExecReport:
         st.seq += 1
+        if cum == 0:
+            avg = None
+        else:
+            q, r = divmod(notional, cum)
+            avg = st.price(q) if r == 0 else average_price(notional, cum, st.tick)
+        # msgspec builds a Struct faster from fewer keywords: pass only what differs from the defaults
+        if last_qty is not None:  # a fill
+            return ExecReport(
+                account=order.account,
+                client_order_id=order.coid,
+                exec_type=exec_type,
+                symbol=st.symbol,
+                order_id=order.oid,
+                side=_BUY if order.is_buy else _SELL,
+                order_type=_MARKET if order.market else _LIMIT,
+                price=None if order.market else st.price(order.price),
+                qty=st.qty(qty),
+                last_qty=last_qty,
+                last_px=last_px,
+                cum_qty=st.qty(cum),
+                leaves_qty=st.qty(leaves),
+                avg_px=avg,
+                trade_id=trade_id,
+                liquidity=liquidity,
+                venue=self.venue,
+                seq=st.seq,
+                ts_cmd=order.ts_cmd,
+                ts_event=ts,
+            )
+        if not (client_order_id or orig_client_order_id or reason or text):  # accepted, plain replaced
+            return ExecReport(
+                account=order.account,
+                client_order_id=order.coid,
+                exec_type=exec_type,
+                symbol=st.symbol,
+                order_id=order.oid,
+                side=_BUY if order.is_buy else _SELL,
+                order_type=_MARKET if order.market else _LIMIT,
+                price=None if order.market else st.price(order.price),
+                qty=st.qty(qty),
+                cum_qty=st.qty(cum),
+                leaves_qty=st.qty(leaves),
+                avg_px=avg,
+                venue=self.venue,
+                seq=st.seq,
+                ts_cmd=order.ts_cmd if ts_cmd is None else ts_cmd,
+                ts_event=ts,
+            )
         return ExecReport(
             account=order.account,
             client_order_id=client_order_id or order.coid,
@@ -625,15 +691,11 @@ class MatchingEngine:
             order_id=order.oid,
             side=_BUY if order.is_buy else _SELL,
             order_type=_MARKET if order.market else _LIMIT,
-            price=None if order.market else order.price * st.tick,
-            qty=qty * st.lot,
-            last_qty=last_qty,
-            last_px=last_px,
-            cum_qty=cum * st.lot,
-            leaves_qty=leaves * st.lot,
-            avg_px=average_price(notional, cum, st.tick),
-            trade_id=trade_id,
-            liquidity=liquidity,
+            price=None if order.market else st.price(order.price),
+            qty=st.qty(qty),
+            cum_qty=st.qty(cum),
+            leaves_qty=st.qty(leaves),
+            avg_px=avg,
             reason=reason,
             text=text,
             venue=self.venue,

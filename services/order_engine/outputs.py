@@ -97,12 +97,15 @@ class OutputPublisher:
         while True:
             self._waiting.clear()
             try:
-                for i in todo:
-                    subject, msg_id, data = items[i]
-                    self._n += 1
-                    reply = f"{self._prefix}.{self._n}"
-                    self._waiting[reply] = i
-                    await nc.publish(subject, data, reply=reply, headers={MSG_ID: msg_id})
+                if nc.is_connected:
+                    await self._send_fast(items, todo)
+                else:
+                    for i in todo:
+                        subject, msg_id, data = items[i]
+                        self._n += 1
+                        reply = f"{self._prefix}.{self._n}"
+                        self._waiting[reply] = i
+                        await nc.publish(subject, data, reply=reply, headers={MSG_ID: msg_id})
             except nats.errors.Error as exc:  # e.g. the reconnect buffer is full: wait and send again
                 self.log.warning("outputs.publish_failed", error=repr(exc))
             try:
@@ -123,6 +126,26 @@ class OutputPublisher:
             if ack.seq > marks.get(ack.stream, 0):
                 marks[ack.stream] = ack.seq
         self.published_total += len(items)
+
+    async def _send_fast(self, items: list[Item], todo: list[int]) -> None:
+        """The same HPUB commands nats-py's publish() writes, built in one go and handed to its pending
+        buffer (nats-py 2.16 `_send_command` / `_flush_pending`): the per-call subject validation and
+        header parsing are a third of the cost of an output, and our subjects and ids are valid by
+        construction. Used only while connected; otherwise the public publish() buffers and checks."""
+        nc = self.bus.nc
+        send = nc._send_command
+        prefix = self._prefix.encode() + b"."
+        for i in todo:
+            subject, msg_id, data = items[i]
+            self._n += 1
+            n = str(self._n).encode()
+            self._waiting[f"{self._prefix}.{self._n}"] = i
+            hdr = b"NATS/1.0\r\nNats-Msg-Id: " + msg_id.encode() + b"\r\n\r\n"
+            await send(
+                b"HPUB %s %s%s %d %d\r\n%s%s\r\n"
+                % (subject.encode(), prefix, n, len(hdr), len(hdr) + len(data), hdr, data)
+            )
+        await nc._flush_pending()
 
     def stats(self) -> dict[str, float]:
         return {

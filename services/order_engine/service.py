@@ -15,6 +15,7 @@ the rest published. Ready once the backlog found at start is processed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated, Any, Literal
 
@@ -106,15 +107,8 @@ class OrderEngine(Service[OrderEngineSettings]):
         s = settings
         self.partition, self.partitions = s.engine_partition, s.engine_partitions
         self.in_stream = streams.engine_input_stream(s.engine_input, self.partitions).name or ""
-        instruments = load_instruments(s.instruments_file or None)
-        owned = [sym for sym in instruments if streams.partition_of(sym, self.partitions) == self.partition]
-        self.engine = MatchingEngine(
-            instruments,
-            venue=s.engine_venue,
-            symbols=owned,
-            memory=s.engine_memory,
-            primary=streams.partition_of(ALL_SYMBOLS, self.partitions) == self.partition,
-        )
+        self.instruments = load_instruments(s.instruments_file or None)
+        self.engine = self._new_engine()
         self.store = SnapshotStore(s.data_dir, f"{self.in_stream}-{self.partition}of{self.partitions}")
         self.publisher = OutputPublisher(bus, ack_timeout=s.engine_ack_timeout)
         self.intake = Intake(
@@ -138,6 +132,8 @@ class OrderEngine(Service[OrderEngineSettings]):
         self.recovering = True
         self._stopping = False
         self._loop: asyncio.Task[Any] | None = None
+        self._inflight: asyncio.Future[None] | None = None
+        self._dead: list[Msg] = []
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self._subs: list[Any] = []
@@ -150,9 +146,22 @@ class OrderEngine(Service[OrderEngineSettings]):
             "commands_skipped_total": 0,
             "snapshots_total": 0,
             "replayed_total": 0,
+            "reloads_total": 0,
         }
         self.snapshot_ms = 0.0
         self.last_batch = 0
+
+    def _new_engine(self) -> MatchingEngine:
+        owned = [
+            sym for sym in self.instruments if streams.partition_of(sym, self.partitions) == self.partition
+        ]
+        return MatchingEngine(
+            self.instruments,
+            venue=self.settings.engine_venue,
+            symbols=owned,
+            memory=self.settings.engine_memory,
+            primary=streams.partition_of(ALL_SYMBOLS, self.partitions) == self.partition,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -216,7 +225,9 @@ class OrderEngine(Service[OrderEngineSettings]):
                 await asyncio.wait_for(asyncio.shield(self._loop), self.settings.drain_timeout)
             except TimeoutError:
                 self.log.warning("engine.stop_timeout")
-        if self._since_snapshot and not self.recovering:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._settle(), self.settings.drain_timeout)
+        if self._since_snapshot and not self.recovering and self.acked_seq == self.in_seq:
             await self._snapshot()
         await self.gateway.stop()
         await self.cancel_tasks()
@@ -229,9 +240,22 @@ class OrderEngine(Service[OrderEngineSettings]):
         while not self._stopping:
             try:
                 batch = await self.intake.next_batch(self.settings.engine_batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS trouble before anything was applied: resume where we are
+                self.counters["loop_errors_total"] += 1
+                delay = backoff.next()
+                self.log.exception("engine.intake_failed", error=repr(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+                with contextlib.suppress(Exception):
+                    if not self._stopping:
+                        await self.intake.start(self.in_seq + 1)
+                continue
+            try:
                 if batch:
                     await self._process(batch)
                 if self.recovering and not self.intake.queue and self.intake.pending == 0:
+                    await self._settle()
                     self.recovering = False
                     self.log.info(
                         "engine.recovered", in_seq=self.in_seq, replayed=self.counters["replayed_total"]
@@ -244,49 +268,89 @@ class OrderEngine(Service[OrderEngineSettings]):
                 backoff.reset()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # NATS trouble: wait, then resume where the engine is
+            except Exception as exc:
+                # Something failed after commands were applied: the books may be ahead of what is stored.
+                # Start over from the last snapshot; replay publishes whatever is missing, nothing twice.
                 self.counters["loop_errors_total"] += 1
-                delay = backoff.next()
-                self.log.exception("engine.loop_failed", error=repr(exc), retry_in=round(delay, 2))
-                await asyncio.sleep(delay)
-                try:
-                    if not self._stopping:
-                        await self.intake.start(self.in_seq + 1)
-                except Exception as again:
-                    self.log.warning("engine.resume_failed", error=repr(again))
+                self.log.exception("engine.batch_failed", error=repr(exc))
+                await asyncio.sleep(backoff.next())
+                with contextlib.suppress(Exception):
+                    await self._reload()
 
     async def _process(self, batch: list[tuple[Delivery, Msg]]) -> None:
+        """Apply a batch, then hand its outputs to the publishing task. The next batch is applied while
+        the server stores this one's outputs; a batch's outputs are sent only after the previous batch's
+        are all stored, so the output streams keep the engine's order."""
         ts = now_ns()
         items: list[Item] = []
         k, n, stream = self.partition, self.partitions, self.in_stream
         published = self.published
+        apply, subject, encode = self._apply, self._subject, messages.encode
         for d, msg in batch:
             seq = d.stream_seq
             if seq <= self.in_seq:
                 self.counters["commands_skipped_total"] += 1
                 continue
-            outputs = await self._apply(msg, ts)
-            for i, out in enumerate(outputs):
+            for i, out in enumerate(apply(msg, ts)):
                 oid = output_id(stream, k, n, seq, i)
                 if published and oid in published:
                     self.counters["outputs_suppressed_total"] += 1
                     continue
-                items.append((self._subject(out), oid, messages.encode(out)))
+                items.append((subject(out), oid, encode(out)))
             self.in_seq = seq
             self._since_snapshot += 1
             if self.recovering:
                 self.counters["replayed_total"] += 1
         if published and self.in_seq >= self.replay_until:
             self.published = set()
-        await self.publisher.publish(items)
-        for update in self.engine.book_updates(ts):
-            await self.bus.publish(update)
-        await self.intake.ack(batch[-1][1])
-        self.acked_seq = self.in_seq
+        updates = self.engine.book_updates(ts)
+        dead, self._dead = self._dead, []
+        await self._settle()
+        self._inflight = asyncio.ensure_future(self._store(items, updates, dead, batch[-1][1], self.in_seq))
         self.counters["batches_total"] += 1
         self.last_batch = len(batch)
 
-    async def _apply(self, msg: Msg, ts: int) -> list[Output]:
+    async def _store(
+        self, items: list[Item], updates: list[Any], dead: list[Msg], last: Msg, seq: int
+    ) -> None:
+        """Store a batch's outputs (retrying until they are), then its book data, then ack its input."""
+        await self.publisher.publish(items)
+        self.acked_seq = seq
+        try:
+            for update in updates:
+                await self.bus.publish(update)
+            for msg in dead:
+                await self._dead_letter(msg)
+            await self.intake.ack(last)
+        except Exception as exc:  # market data and acks are not the record: log, the next batch acks
+            self.log.warning("engine.after_store_failed", error=repr(exc))
+
+    async def _settle(self) -> None:
+        """Wait until every output of the commands applied so far is stored."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await inflight
+
+    async def _reload(self) -> None:
+        """Throw the engine away and rebuild it from the last snapshot and the streams (as at start)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.cancel()
+            await asyncio.gather(inflight, return_exceptions=True)
+        await self.intake.stop()
+        self.engine = self._new_engine()
+        self.in_seq = self.acked_seq = self.snapshot_seq = 0
+        self._since_snapshot = 0
+        marks = await self._recover_state()
+        self.published = await published_ids(self.bus, self.partition, marks)
+        self.replay_until = max((input_seq_of(i) for i in self.published), default=0)
+        self.publisher.marks = dict(marks)
+        await self.intake.start(self.in_seq + 1)
+        self.recovering = self.intake.initial_pending > 0
+        self.counters["reloads_total"] += 1
+        self.log.warning("engine.reloaded", from_seq=self.in_seq + 1)
+
+    def _apply(self, msg: Msg, ts: int) -> list[Output]:
         """Decode one command and run it through the engine; whatever is wrong becomes a reject."""
         tokens = msg.subject.split(".")  # <prefix>.<partition>.<tier>.<account>.<symbol>
         account, symbol = tokens[-2], tokens[-1]
@@ -295,7 +359,7 @@ class OrderEngine(Service[OrderEngineSettings]):
             cmd = self.decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.counters["decode_errors_total"] += 1
-            await self._dead_letter(msg, str(exc))
+            self._dead.append(msg)
             return engine.reject_raw(
                 account, symbol, _client_order_id(msg.data), Reason.DECODE_ERROR, str(exc), ts
             )
@@ -315,12 +379,16 @@ class OrderEngine(Service[OrderEngineSettings]):
         assert isinstance(out, ExecReport)
         return subjects.engine_exec(self.partition, out.account, subjects.safe_symbol(out.symbol))
 
-    async def _dead_letter(self, msg: Msg, error: str) -> None:
+    async def _dead_letter(self, msg: Msg) -> None:
+        """Undecodable input goes to sys.dlq.order-engine as it came (its reject says why)."""
         if self.bus.connected:
-            headers = {"Nexus-Error": error[:200], "Nexus-Subject": msg.subject}
+            headers = {"Nexus-Error": "not an order command", "Nexus-Subject": msg.subject}
             await self.bus.nc.publish(subjects.dead_letter(self.name), msg.data, headers=headers)
 
     async def _snapshot(self) -> None:
+        await self._settle()  # a snapshot includes only commands whose outputs are all stored
+        if self.acked_seq != self.in_seq:
+            return
         t0 = time.perf_counter()
         snap = snapshot.Snapshot(
             in_stream=self.in_stream,

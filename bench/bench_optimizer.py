@@ -1,6 +1,7 @@
 """Optimizer solve time: long-only min variance and max Sharpe at 50 / 100 / 250 / 500 assets, p50 over a
-rolling window of re-solves, warm (one solver across the windows, as the service runs) and cold (a fresh
-solver per solve), beside baselines measured in the same run on the same problems:
+rolling window of re-solves: warm (one solver across the windows, as the service runs), without warm start
+(the same solver, warm=False: Clarabel set-ups kept, the working set from scratch) and fresh (a new solver
+per solve: nothing kept), beside baselines measured in the same run on the same problems:
 
 - Clarabel on one model of every asset (set-up + solve, no working set): the library called plainly;
 - scipy SLSQP on the textbook formulation (the general-purpose solver the tests use as reference);
@@ -126,11 +127,14 @@ def measure(
     data, _ = windows(n, count + 1, seed)
     warm = PortfolioSolver()
     warm.solve(problem(*data[0], objective))  # the service's first solve is cold; the rest are warm
-    rows: dict[str, list[float]] = {k: [] for k in ("warm", "cold", "clarabel", "slsqp", "numpy")}
+    nowarm = PortfolioSolver()
+    nowarm.solve(problem(*data[0], objective))
+    rows: dict[str, list[float]] = {k: [] for k in ("warm", "nowarm", "cold", "clarabel", "slsqp", "numpy")}
     gap = -np.inf
     for k, (mu, cov) in enumerate(data[1:]):
         p = problem(mu, cov, objective)
         rows["warm"].append(timed(lambda p=p: warm.solve(p)))
+        rows["nowarm"].append(timed(lambda p=p: nowarm.solve(p, warm=False)))
         cold = PortfolioSolver()
         rows["cold"].append(timed(lambda p=p, s=cold: s.solve(p)))
         plain = PortfolioSolver(SolverOptions(screen_min_assets=1 << 30))
@@ -170,8 +174,8 @@ def main() -> None:
         f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"
     )
     print(
-        f"{'assets':>6}  {'objective':<13}{'warm':>10}{'cold':>10}{'Clarabel*':>11}{'SLSQP':>11}"
-        f"{'numpy**':>10}   {'goal (p50)':<21}ours vs SLSQP"
+        f"{'assets':>6}  {'objective':<13}{'warm':>9}{'no warm':>10}{'fresh':>10}{'Clarabel*':>11}"
+        f"{'SLSQP':>11}{'numpy**':>10}   {'goal: warm, no warm':<24}ours vs SLSQP"
     )
     for n in sizes:
         _, est = windows(n, 5, 0)
@@ -183,19 +187,23 @@ def main() -> None:
             goal = GOALS_MS.get(n)
             verdict = ""
             if goal is not None:
-                ok = med["warm"] <= goal and med["cold"] <= goal
-                verdict = f"<= {goal:g} ms {'met' if ok else 'MISSED'}"
+                verdict = f"<= {goal:g} ms: " + ", ".join(
+                    "met" if med[k] <= goal else "MISSED" for k in ("warm", "nowarm")
+                )
             slsqp_ms = f"{med['slsqp']:9.1f}ms" if "slsqp" in med else f"{'-':>11}"
             gap_text = f"{gap:+.1e}" if "slsqp" in med else "-"
             print(
-                f"{n:>6}  {objective.value:<13}{med['warm']:8.2f}ms{med['cold']:8.2f}ms"
-                f"{med['clarabel']:9.2f}ms{slsqp_ms}{med['numpy']:8.3f}ms   {verdict:<21}{gap_text}",
+                f"{n:>6}  {objective.value:<13}{med['warm']:7.2f}ms{med['nowarm']:8.2f}ms{med['cold']:8.2f}ms"
+                f"{med['clarabel']:9.2f}ms{slsqp_ms}{med['numpy']:8.3f}ms   {verdict:<24}{gap_text}",
                 flush=True,
             )
         label = f"(estimation: Ledoit-Wolf of {DAYS} x {n})"
         print(f"{'':>6}  {label:<33}{statistics.median(est):8.2f}ms")
     print(
-        "\n* one Clarabel model of every asset (set-up + solve), no working set.\n"
+        "\nwarm: one solver across the windows (previous working set + kept Clarabel set-ups), as the\n"
+        "service runs; no warm: the same solver with warm=False (set-ups kept, working set from the cold\n"
+        "heuristic); fresh: a new solver per solve (nothing kept).\n"
+        "* one Clarabel model of every asset (set-up + solve), no working set.\n"
         "** np.linalg.solve closed form of the unconstrained long/short problem: a floor, not the same\n"
         "   problem.\n"
         "ours vs SLSQP: worst objective gap over the windows SLSQP solved (annualised variance or Sharpe\n"

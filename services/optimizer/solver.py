@@ -27,7 +27,7 @@ from nexus.messages import Objective
 from optimizer.conic import ConicSolver, Result
 from optimizer.errors import ErrorCode, OptimizerError
 from optimizer.formulation import Layout, build, return_scale
-from optimizer.problem import Constraints, Prepared, Problem, prepare
+from optimizer.problem import PSD_JITTER, Constraints, Prepared, Problem, prepare
 
 Array = npt.NDArray[np.float64]
 Index = npt.NDArray[np.int64]
@@ -272,21 +272,36 @@ class PortfolioSolver:
         return self._weights(base, idx, res, lay)
 
 
+SEED_PASSES = 8
+"""Passes of the cold-start seed (each drops the assets with a negative weight and re-solves)."""
+
+
 def _cold_start(prep: Prepared) -> tuple[Index, Index]:
-    """A first working set of about 2·sqrt(n) assets, and the ranking of all assets it came from.
-    Max Sharpe: the best excess return per unit of variance. Minimum risk: the largest weights of the
-    unconstrained minimum-variance portfolio Σ̂⁻¹1 (two triangular solves with the Cholesky factor already
-    computed), plus the best expected returns for a return target."""
+    """A first working set, and a ranking of every asset for padding it.
+
+    The unconstrained optimum over a set of assets is Σ̂⁻¹1 (minimum risk) or Σ̂⁻¹(μ - rf) (max Sharpe) up to
+    scale; its negative entries are the assets a long-only optimum is least likely to hold. Dropping them
+    and solving again (a few dense solves of shrinking size) leaves a set close to the long-only optimum's
+    holdings. It is only a seed: Clarabel solves the model over it and the reduced costs decide.
+    The ranking is the first pass's weights. A return target also seeds the best expected returns."""
     n = prep.n
-    k = min(n, max(16, 2 * math.isqrt(n)))
-    if prep.objective is Objective.MAX_SHARPE:
-        excess = prep.mu - prep.rf
-        score = np.where(excess > 0, excess / np.diag(prep.risk), -np.inf)
-    else:
-        score = cho_solve((prep.chol, True), np.ones(n))
+    rhs = prep.mu - prep.rf if prep.objective is Objective.MAX_SHARPE else np.ones(n)
+    score = cho_solve((prep.chol, True), rhs)
     ranking = np.argsort(-score).astype(np.int64)
-    picks = ranking[:k]
-    picks = picks[score[picks] > 0]
+    keep = np.flatnonzero(score > 0)
+    for _ in range(SEED_PASSES):
+        if keep.size == 0:
+            break
+        sub = prep.risk[np.ix_(keep, keep)] + PSD_JITTER * np.eye(keep.size)  # may be singular (T < n)
+        try:
+            x = np.linalg.solve(sub, rhs[keep])
+        except np.linalg.LinAlgError:
+            break
+        if np.all(x > 0):
+            break
+        keep = keep[x > 0]
+    k = min(n, max(16, 2 * math.isqrt(n)))
+    picks = keep if keep.size else ranking[:k]
     if prep.objective is Objective.TARGET_RETURN:
         picks = np.union1d(picks, np.argsort(-prep.mu)[: max(1, k // 2)])
     return np.asarray(picks, dtype=np.int64), ranking

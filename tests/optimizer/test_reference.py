@@ -271,3 +271,21 @@ def test_working_set_equals_one_model_of_every_asset_cold_and_warm(objective: Ob
         assert_feasible(b, np.zeros(n))
     assert b.warm, "the last solve should have started from the previous working set"
     assert screened.conic.updates_total > 0, "no Clarabel set-up was reused"
+
+
+@pytest.mark.parametrize("objective", [Objective.MIN_VARIANCE, Objective.MAX_SHARPE])
+def test_working_set_with_a_singular_sample_covariance(objective: Objective) -> None:
+    """Fewer periods than assets: the sample covariance is singular (rank 39 for 80 assets)."""
+    n = 80
+    rng = np.random.default_rng(4)
+    mu_true, cov_true = equity_market(n, 4)
+    returns = rng.multivariate_normal(mu_true / 252, cov_true / 252, size=40)
+    mu, cov = returns.mean(axis=0) + 0.001, np.cov(returns, rowvar=False)
+    assert np.linalg.matrix_rank(cov) < n
+    problem = Problem(mu=mu, cov=cov, objective=objective, periods_per_year=252)
+    full = PortfolioSolver(SolverOptions(screen_min_assets=10**9)).solve(problem)
+    screened = PortfolioSolver().solve(problem)
+    assert screened.working_set < n
+    f = variance(cov)[0] if objective is Objective.MIN_VARIANCE else neg_sharpe(mu, cov, 0.0)[0]
+    assert abs(f(full.weights) - f(screened.weights)) <= 1e-7 * max(1.0, abs(f(full.weights)))
+    assert_feasible(screened, np.zeros(n))

@@ -3,17 +3,19 @@
     clients ──ord.in.<tier>.<account>.<symbol>──► ORD_IN   (Nats-Msg-Id = <account>:<client order id>)
     risk    ──ord.ok.<tier>.<account>.<symbol>──► ORD_OK   (the same id, so a re-forward is one message)
     engine  ── consumes ORD_IN ("direct" input) or ORD_OK ("approved" input), partition k of n
-    engine  ──ord.eng.exec.<k>.<account>.<symbol>─► ENGINE_EXEC   ─republish─► ord.exec.<account>.<symbol>
-    engine  ──ord.eng.trade.<k>.<venue>.<symbol>──► ENGINE_TRADES ─republish─► md.p0.trade.<venue>.<symbol>
+    engine k ─ord.eng.exec.<k>.<account>.<symbol>─► ENGINE_EXEC_<k>   ─republish─► ord.exec.<account>.<sym>
+    engine k ─ord.eng.trade.<k>.<venue>.<symbol>──► ENGINE_TRADES_<k> ─republish─► md.p0.trade.<venue>.<sym>
 
 ORD_IN and ORD_OK rewrite each command's subject so that a partition token comes first: nats-server's
 `partition(n, symbol)` (FNV-1a of the symbol token, mod n, computed by the server, reproduced here by
 `partition_of`). Engine partition k consumes `ord.inp.<k>.>` (plus account-wide cancel-alls, whose symbol
 token `_all` hashes to one partition but concern every partition).
 
-The engine's outputs go into streams that republish a message only once it is stored: a duplicate
-Nats-Msg-Id is neither stored nor republished, so a retried publish after a lost ack reaches subscribers
-of ord.exec / md.p0.trade once.
+Each engine partition writes its outputs into streams of its own, which republish a message only once it
+is stored (a rejected or duplicate message is neither stored nor republished). The partition is their only
+writer and chains its messages with Nats-Expected-Last-Sequence, so each stream holds a gap-free prefix of
+the partition's outputs in the engine's order: one acknowledgement per batch confirms the whole batch, and
+after a crash the last stored message says exactly where publishing stopped.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ ORDER_ENTRY: Final = "ORD_IN"
 ORDER_APPROVED: Final = "ORD_OK"
 """Commands risk approved (ord.ok.>)."""
 ENGINE_EXEC: Final = "ENGINE_EXEC"
-"""Exec reports of every engine partition (republished on ord.exec.<account>.<symbol>)."""
+"""Exec reports of engine partition k go to ENGINE_EXEC_<k> (republished on ord.exec.<account>.<symbol>)."""
 ENGINE_TRADES: Final = "ENGINE_TRADES"
-"""Trades of the engine's venue (republished on md.p0.trade.<venue>.<symbol>)."""
+"""Trades of engine partition k go to ENGINE_TRADES_<k> (republished on md.p0.trade.<venue>.<symbol>)."""
 
 DEDUPE_WINDOW: Final = 120.0
 """Seconds within which a command (or an output) with the same Nats-Msg-Id is stored once."""
@@ -98,7 +100,7 @@ def _output_stream(name: str, republish: tuple[str, str], what: str, dedupe_wind
     source, dest = republish
     return StreamConfig(
         name=name,
-        description=f"{what} of the order engine, republished once stored",
+        description=f"{what}, republished once stored; one writer, chained by expected last sequence",
         subjects=[source],
         republish=RePublish(src=source, dest=dest),
         retention=RetentionPolicy.LIMITS,
@@ -111,12 +113,32 @@ def _output_stream(name: str, republish: tuple[str, str], what: str, dedupe_wind
     )
 
 
-def engine_exec_stream(dedupe_window: float = DEDUPE_WINDOW) -> StreamConfig:
-    return _output_stream(ENGINE_EXEC, subjects.engine_exec_republish(), "exec reports", dedupe_window)
+def engine_exec_stream_name(partition: int) -> str:
+    return f"{ENGINE_EXEC}_{partition}"
 
 
-def engine_trades_stream(dedupe_window: float = DEDUPE_WINDOW) -> StreamConfig:
-    return _output_stream(ENGINE_TRADES, subjects.engine_trade_republish(), "trades", dedupe_window)
+def engine_trades_stream_name(partition: int) -> str:
+    return f"{ENGINE_TRADES}_{partition}"
+
+
+def engine_exec_stream(partition: int, dedupe_window: float = DEDUPE_WINDOW) -> StreamConfig:
+    """ENGINE_EXEC_<k>: the exec reports of engine partition k."""
+    return _output_stream(
+        engine_exec_stream_name(partition),
+        subjects.engine_exec_republish(partition),
+        f"exec reports of order-engine partition {partition}",
+        dedupe_window,
+    )
+
+
+def engine_trades_stream(partition: int, dedupe_window: float = DEDUPE_WINDOW) -> StreamConfig:
+    """ENGINE_TRADES_<k>: the trades of engine partition k."""
+    return _output_stream(
+        engine_trades_stream_name(partition),
+        subjects.engine_trade_republish(partition),
+        f"trades of order-engine partition {partition}",
+        dedupe_window,
+    )
 
 
 def engine_input_stream(mode: EngineInput, partitions: int) -> StreamConfig:
@@ -161,10 +183,3 @@ def engine_consumer(
         max_ack_pending=max_ack_pending,
         filter_subjects=engine_filter_subjects(mode, partition, partitions),
     )
-
-
-def engine_output_filter(stream: str, partition: int) -> str:
-    """The subjects of one engine partition's outputs in ENGINE_EXEC or ENGINE_TRADES."""
-    if stream == ENGINE_EXEC:
-        return subjects.engine_exec(partition, ANY, ANY)
-    return subjects.engine_trade(partition, ANY, ANY)

@@ -23,7 +23,7 @@ Orders (clients -> risk -> order-engine)
 Order flow inside JetStream (stream definitions in nexus.streams)
     ord.inp.<k>.<tier>.<account>.<symbol>   how the order-entry stream stores ord.in.* (k = partition)
     ord.okp.<k>.<tier>.<account>.<symbol>   how the approved stream stores ord.ok.*
-    ord.eng.exec.<k>.<account>.<symbol>     engine partition k's exec reports; the stream republishes
+    ord.eng.exec.<k>.<account>.<symbol>     engine partition k's exec reports; its stream republishes
                                             each one, once stored, on ord.exec.<account>.<symbol>
     ord.eng.trade.<k>.<venue>.<symbol>      engine partition k's trades, republished on md.p0.trade.*
 
@@ -223,14 +223,14 @@ def engine_trade(partition: int | str, venue: str, symbol: str) -> str:
     return f"ord.eng.trade.{_pattern(str(partition))}.{_pattern(venue)}.{_pattern(symbol)}"
 
 
-def engine_exec_republish() -> tuple[str, str]:
-    """(source, destination) of the exec stream's republish: ord.eng.exec.<k>.<a>.<s> -> ord.exec.<a>.<s>."""
-    return engine_exec(ANY, ANY, ANY), "ord.exec.{{wildcard(2)}}.{{wildcard(3)}}"
+def engine_exec_republish(partition: int) -> tuple[str, str]:
+    """(source, destination) of partition k's exec stream republish: -> ord.exec.<account>.<symbol>."""
+    return engine_exec(partition, ANY, ANY), "ord.exec.{{wildcard(1)}}.{{wildcard(2)}}"
 
 
-def engine_trade_republish() -> tuple[str, str]:
-    """(source, destination) of the trade stream's republish: -> md.p0.trade.<venue>.<symbol>."""
-    return engine_trade(ANY, ANY, ANY), "md.p0.trade.{{wildcard(2)}}.{{wildcard(3)}}"
+def engine_trade_republish(partition: int) -> tuple[str, str]:
+    """(source, destination) of partition k's trade stream republish: -> md.p0.trade.<venue>.<symbol>."""
+    return engine_trade(partition, ANY, ANY), "md.p0.trade.{{wildcard(1)}}.{{wildcard(2)}}"
 
 
 def command_tier(command: Message) -> Tier:

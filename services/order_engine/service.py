@@ -2,14 +2,14 @@
 
     input   ORD_IN (direct) or ORD_OK (approved), partition k of n, in stream order   (intake.py)
     engine  MatchingEngine: deterministic, pure                                       (engine.py)
-    output  ENGINE_EXEC / ENGINE_TRADES with deterministic ids, every one acked        (outputs.py)
+    output  ENGINE_EXEC_<k> / ENGINE_TRADES_<k>, deterministic ids, chained, confirmed (outputs.py)
             then L2 deltas and quotes of the changed books on md.p1 (core NATS)
     ack     the input batch, once its outputs are stored
     snapshot  every NEXUS_ENGINE_SNAPSHOT_EVERY commands or _INTERVAL seconds, and on stop (store.py)
 
-Start-up: load the latest snapshot, read back the ids of the outputs stored since it (recovery.py),
-recreate the consumer at the snapshot's sequence + 1, replay: outputs already stored are skipped,
-the rest published. Ready once the backlog found at start is processed.
+Start-up: load the latest snapshot, read where each output stream ends (recovery.py), recreate the
+consumer at the snapshot's sequence + 1 and replay: outputs up to a stream's end are already stored and
+skipped, the rest published. Ready once the backlog found at start is processed.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from order_engine.engine import MatchingEngine, Output
 from order_engine.gateway import Gateway
 from order_engine.intake import Delivery, Intake
 from order_engine.outputs import Item, OutputPublisher
-from order_engine.recovery import input_seq_of, output_id, published_ids
+from order_engine.recovery import Position, output_id, position
 from order_engine.store import SnapshotStore
 
 Count = Annotated[int, msgspec.Meta(ge=1)]
@@ -110,7 +110,11 @@ class OrderEngine(Service[OrderEngineSettings]):
         self.instruments = load_instruments(s.instruments_file or None)
         self.engine = self._new_engine()
         self.store = SnapshotStore(s.data_dir, f"{self.in_stream}-{self.partition}of{self.partitions}")
-        self.publisher = OutputPublisher(bus, ack_timeout=s.engine_ack_timeout)
+        self.exec_stream = streams.engine_exec_stream_name(self.partition)
+        self.trades_stream = streams.engine_trades_stream_name(self.partition)
+        self.publisher = OutputPublisher(
+            bus, [self.exec_stream, self.trades_stream], ack_timeout=s.engine_ack_timeout
+        )
         self.intake = Intake(
             bus,
             s.engine_input,
@@ -126,9 +130,8 @@ class OrderEngine(Service[OrderEngineSettings]):
         self.acked_seq = 0
         """The last input sequence whose outputs are all stored (and which is acknowledged)."""
         self.snapshot_seq = 0
-        self.published: set[str] = set()
-        """Ids of outputs already stored that a replay must not publish again."""
-        self.replay_until = 0
+        self.stored: dict[str, Position] = {}
+        """Output stream -> position of the last output it held at start: a replay skips up to there."""
         self.recovering = True
         self._stopping = False
         self._loop: asyncio.Task[Any] | None = None
@@ -168,15 +171,13 @@ class OrderEngine(Service[OrderEngineSettings]):
     async def start(self) -> None:
         for config in (
             streams.engine_input_stream(self.settings.engine_input, self.partitions),
-            streams.engine_exec_stream(),
-            streams.engine_trades_stream(),
+            streams.engine_exec_stream(self.partition),
+            streams.engine_trades_stream(self.partition),
         ):
             await self.bus.ensure_stream(config)
-        marks = await self._recover_state()
-        self.published = await published_ids(self.bus, self.partition, marks)
-        self.replay_until = max((input_seq_of(i) for i in self.published), default=0)
+        await self._recover_state()
         await self.publisher.start()
-        self.publisher.marks = dict(marks)
+        self._high_water_marks()
         await self.intake.start(self.in_seq + 1)
         self.recovering = self.intake.initial_pending > 0
         self._subs = [
@@ -193,23 +194,43 @@ class OrderEngine(Service[OrderEngineSettings]):
             symbols=sorted(self.engine.syms),
             from_seq=self.in_seq + 1,
             backlog=self.intake.initial_pending,
-            stored_outputs_to_skip=len(self.published),
+            stored={k: f"{v[0]}:{v[1]}" for k, v in self.stored.items()},
         )
         self._loop = self.spawn(self._run(), name="engine-loop")
 
-    async def _recover_state(self) -> dict[str, int]:
+    async def _recover_state(self) -> None:
         snap, problems = await asyncio.to_thread(self.store.load)
         for problem in problems:
             self.log.error("snapshot.unreadable", problem=problem)
         if snap is None:
+            snap = await self._carry_over()
+        if snap is None:
             info = await self.bus.js.stream_info(self.in_stream)
             if info.state.first_seq > 1:
                 self.log.warning("engine.no_snapshot", stream_first_seq=info.state.first_seq)
-            return {}
+            return
         snapshot.restore(self.engine, snap.engine)
-        self.in_seq = self.snapshot_seq = snap.in_seq
-        self.log.info("snapshot.loaded", in_seq=snap.in_seq, path=str(self.store.path))
-        return dict(snap.out_marks)
+        self.in_seq = self.snapshot_seq = snap.in_seq if snap.in_stream == self.in_stream else 0
+        self.log.info("snapshot.loaded", in_seq=snap.in_seq, input=snap.in_stream, path=str(self.store.path))
+
+    async def _carry_over(self) -> snapshot.Snapshot | None:
+        """No snapshot of this input: when switching input (direct <-> approved) the books carry over from
+        the other input's last snapshot, and the new input is consumed from its first message."""
+        other: streams.EngineInput = "approved" if self.settings.engine_input == "direct" else "direct"
+        name = streams.engine_input_stream(other, self.partitions).name or ""
+        other_store = SnapshotStore(self.settings.data_dir, f"{name}-{self.partition}of{self.partitions}")
+        snap, _ = await asyncio.to_thread(other_store.load)
+        if snap is not None:
+            self.log.warning("snapshot.carried_over", from_input=name, in_seq=snap.in_seq)
+        return snap
+
+    def _high_water_marks(self) -> None:
+        """Where each output stream ends, as a position of this input and partitioning (or nothing)."""
+        self.stored = {}
+        for chain in self.publisher.chains.values():
+            pos = position(chain.last_id, self.in_stream, self.partition, self.partitions)
+            if pos is not None and pos[0] > self.in_seq:
+                self.stored[chain.stream] = pos
 
     async def stop_intake(self) -> None:
         self._stopping = True
@@ -283,8 +304,9 @@ class OrderEngine(Service[OrderEngineSettings]):
         are all stored, so the output streams keep the engine's order."""
         ts = now_ns()
         items: list[Item] = []
-        k, n, stream = self.partition, self.partitions, self.in_stream
-        published = self.published
+        k, n, in_stream = self.partition, self.partitions, self.in_stream
+        stored = self.stored
+        exec_stream, trades_stream = self.exec_stream, self.trades_stream
         apply, subject, encode = self._apply, self._subject, messages.encode
         for d, msg in batch:
             seq = d.stream_seq
@@ -292,17 +314,17 @@ class OrderEngine(Service[OrderEngineSettings]):
                 self.counters["commands_skipped_total"] += 1
                 continue
             for i, out in enumerate(apply(msg, ts)):
-                oid = output_id(stream, k, n, seq, i)
-                if published and oid in published:
+                stream = trades_stream if type(out) is Trade else exec_stream
+                if stored and (seq, i) <= stored.get(stream, (0, 0)):
                     self.counters["outputs_suppressed_total"] += 1
                     continue
-                items.append((subject(out), oid, encode(out)))
+                items.append((stream, subject(out), output_id(in_stream, k, n, seq, i), encode(out)))
             self.in_seq = seq
             self._since_snapshot += 1
             if self.recovering:
                 self.counters["replayed_total"] += 1
-        if published and self.in_seq >= self.replay_until:
-            self.published = set()
+        if stored and all(self.in_seq >= pos[0] for pos in stored.values()):
+            self.stored = {}
         updates = self.engine.book_updates(ts)
         dead, self._dead = self._dead, []
         await self._settle()
@@ -341,10 +363,10 @@ class OrderEngine(Service[OrderEngineSettings]):
         self.engine = self._new_engine()
         self.in_seq = self.acked_seq = self.snapshot_seq = 0
         self._since_snapshot = 0
-        marks = await self._recover_state()
-        self.published = await published_ids(self.bus, self.partition, marks)
-        self.replay_until = max((input_seq_of(i) for i in self.published), default=0)
-        self.publisher.marks = dict(marks)
+        await self._recover_state()
+        for chain in self.publisher.chains.values():
+            await self.publisher.resync(chain)
+        self._high_water_marks()
         await self.intake.start(self.in_seq + 1)
         self.recovering = self.intake.initial_pending > 0
         self.counters["reloads_total"] += 1
@@ -395,7 +417,6 @@ class OrderEngine(Service[OrderEngineSettings]):
             in_seq=self.in_seq,
             partition=self.partition,
             partitions=self.partitions,
-            out_marks=dict(self.publisher.marks),
             engine=snapshot.export(self.engine),
             ts=now_ns(),
         )

@@ -67,13 +67,12 @@ class EngineState(msgspec.Struct, frozen=True):
 
 class Snapshot(msgspec.Struct, frozen=True):
     """An engine partition's state after input stream sequence `in_seq` (all of whose outputs are
-    stored), and how far each output stream had got (`out_marks`: stream -> last sequence acked)."""
+    stored)."""
 
     in_stream: str
     in_seq: int
     partition: int
     partitions: int
-    out_marks: dict[str, int]
     engine: EngineState
     ts: int = 0
     version: int = VERSION

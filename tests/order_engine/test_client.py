@@ -48,7 +48,8 @@ async def test_a_retried_submit_after_a_timeout_is_one_order_with_the_original_a
         # One order: 5 on the book, one accepted report in the exec stream, one command in the entry stream.
         assert (await other.book("SPY")).bids == ((Decimal("560.00"), Decimal(5)),)
         execs = [
-            m.decode(m.ExecReport, d) for _, _, d in await read_stream(client_bus.js, streams.ENGINE_EXEC)
+            m.decode(m.ExecReport, d)
+            for _, _, d in await read_stream(client_bus.js, streams.engine_exec_stream_name(0))
         ]
         assert [(r.client_order_id, r.exec_type) for r in execs] == [("retry-1", ExecType.ACCEPTED)]
         assert len(await read_stream(client_bus.js, streams.ORDER_ENTRY)) == 1

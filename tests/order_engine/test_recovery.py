@@ -96,8 +96,8 @@ async def test_kill_9_under_load_loses_nothing_and_duplicates_nothing(
         assert stats["replayed_total"] > 0
         assert stats["outputs_suppressed_total"] > 0, stats
 
-        execs = await read_stream(js, streams.ENGINE_EXEC)
-        trades = await read_stream(js, streams.ENGINE_TRADES)
+        execs = await read_stream(js, streams.engine_exec_stream_name(0))
+        trades = await read_stream(js, streams.engine_trades_stream_name(0))
         engine, expected = replay(INSTRUMENTS, [(s, d) for s, _, d in stored_commands])
         stored = {msg_id: data for _, msg_id, data in execs + trades}
         assert len(stored) == len(execs) + len(trades), "an output was stored twice"
@@ -196,7 +196,9 @@ async def test_a_nats_server_restart_mid_stream_loses_and_duplicates_nothing(
         stored_commands = await read_stream(js, streams.ORDER_ENTRY)
         assert len(stored_commands) == unique
         replayed, expected = replay(INSTRUMENTS, [(s, d) for s, _, d in stored_commands])
-        outputs = await read_stream(js, streams.ENGINE_EXEC) + await read_stream(js, streams.ENGINE_TRADES)
+        outputs = await read_stream(js, streams.engine_exec_stream_name(0)) + await read_stream(
+            js, streams.engine_trades_stream_name(0)
+        )
         stored = {msg_id: data for _, msg_id, data in outputs}
         assert len(stored) == len(outputs), "an output was stored twice"
         assert stored.keys() == expected.keys(), "outputs lost or invented"

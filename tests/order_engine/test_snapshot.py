@@ -24,7 +24,6 @@ def _snapshot(engine: MatchingEngine, in_seq: int) -> Snapshot:
         in_seq=in_seq,
         partition=0,
         partitions=1,
-        out_marks={},
         engine=snapshot.export(engine),
     )
 

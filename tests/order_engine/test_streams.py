@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import nats
+import nats.js.errors
 import pytest
 
 from nexus import streams, subjects
@@ -39,8 +40,9 @@ async def test_the_server_partitions_commands_as_partition_of_predicts(fresh_nat
 async def test_output_streams_republish_each_stored_message_once(fresh_nats: NatsServer) -> None:
     nc = await nats.connect(fresh_nats.url)
     js = nc.jetstream()
-    await js.add_stream(streams.engine_exec_stream())
-    await js.add_stream(streams.engine_trades_stream())
+    for k in (0, 1):
+        await js.add_stream(streams.engine_exec_stream(k))
+        await js.add_stream(streams.engine_trades_stream(k))
     got: list[str] = []
 
     async def on_msg(msg: nats.aio.msg.Msg) -> None:
@@ -54,6 +56,15 @@ async def test_output_streams_republish_each_stored_message_once(fresh_nats: Nat
         await js.publish(subjects.engine_trade(1, "nexus", "AAPL"), b"{}", headers={"Nats-Msg-Id": "x:2"})
     await asyncio.sleep(0.3)
     assert sorted(got) == [subjects.trade("nexus", "AAPL"), subjects.exec_report("acct", "AAPL")]
+    # a message that does not follow the stream's last sequence is refused, and not republished
+    with pytest.raises(nats.js.errors.APIError, match="wrong last sequence"):
+        await js.publish(
+            subjects.engine_exec(0, "acct", "AAPL"),
+            b"{}",
+            headers={"Nats-Msg-Id": "x:3", "Nats-Expected-Last-Sequence": "7"},
+        )
+    await asyncio.sleep(0.2)
+    assert len(got) == 2
     await nc.close()
 
 

@@ -1,0 +1,217 @@
+"""End to end over NATS with durability on: an order engine process, a client process (this one).
+
+    python bench/bench_engine_e2e.py [--runs 3] [--quick] [--rate 5000]
+
+Orders go into JetStream (ORD_IN, file storage, Nats-Msg-Id per order, PubAck per order); the engine
+consumes them in order, stores every execution report and trade in its output streams (each one acked by
+the server before the input is acked) and the streams republish them to ord.exec / md.p0. Workload:
+pairs of a resting sell and a buy IOC that fills it (AAPL, 1 lot), so every other order trades.
+
+- latency at a fixed rate: submit -> accepted and submit -> fill (the taker's filled report), measured as
+  the report's arrival time minus the command's `ts` (the engine copies it into `ts_cmd`), p50/p99;
+- highest sustained rate: orders sent as fast as the window of unanswered orders allows, answers/s;
+- baseline in the same run: raw nats-py request/reply round trip (echo responder) on the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import nats
+import numpy as np
+from nats.aio.msg import Msg
+
+from common import Latency, Runs, header, nats_server, parser, raw_request_reply, run
+from nexus import messages as m
+from nexus import streams, subjects
+from nexus.bus import MSG_ID
+from nexus.messages import ExecType, NewOrder, Side, TimeInForce
+from nexus.testing import ServiceProcess
+
+SYMBOL = "AAPL"
+PRICE = Decimal("228.50")
+ONE = Decimal(1)
+
+
+class Client:
+    """A bare NATS client that sends orders into JetStream and times their reports."""
+
+    def __init__(self, nc: nats.NATS, tag: str) -> None:
+        self.nc = nc
+        self.tag = tag
+        self.sent = 0
+        self.acked = 0
+        self.ack_errors = 0
+        self.answered = 0
+        self.accepted: list[int] = []
+        self.filled: list[int] = []
+        self.inbox = nc.new_inbox()
+        self.decoder = m.decoder(m.ExecReport)
+        self.progress = asyncio.Event()
+        """Set on every answer (the saturated run waits on it instead of polling)."""
+
+    async def start(self) -> None:
+        await self.nc.subscribe(
+            self.inbox + ".*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
+        )
+        await self.nc.subscribe(
+            subjects.exec_report("*", SYMBOL),
+            cb=self._on_report,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+        await self.nc.flush()
+
+    async def _on_ack(self, msg: Msg) -> None:
+        if b'"error"' in msg.data or not msg.data:
+            self.ack_errors += 1
+        self.acked += 1
+
+    async def _on_report(self, msg: Msg) -> None:
+        now = time.time_ns()
+        r = self.decoder.decode(msg.data)
+        if not r.client_order_id.startswith(self.tag):
+            return
+        if r.exec_type is ExecType.ACCEPTED or r.exec_type is ExecType.REJECTED:
+            self.answered += 1
+            self.accepted.append(now - r.ts_cmd)
+            self.progress.set()
+        elif r.exec_type is ExecType.FILLED and r.liquidity == "taker":
+            self.filled.append(now - r.ts_cmd)
+
+    async def wait_answered(self, n: int, timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while self.answered < n and time.perf_counter() < deadline:
+            self.progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.progress.wait(), 0.5)
+
+    async def send(self) -> None:
+        """The next order of the workload: even = resting sell, odd = buy IOC that fills it."""
+        i = self.sent
+        self.sent += 1
+        taker = i % 2 == 1
+        cmd = NewOrder(
+            account="tk" if taker else "mk",
+            client_order_id=f"{self.tag}{i}",
+            symbol=SYMBOL,
+            side=Side.BUY if taker else Side.SELL,
+            qty=ONE,
+            price=PRICE,
+            tif=TimeInForce.IOC if taker else TimeInForce.GTC,
+            ts=time.time_ns(),
+        )
+        await self.nc.publish(
+            subjects.subject_for(cmd),
+            m.encode(cmd),
+            reply=f"{self.inbox}.{i}",
+            headers={MSG_ID: streams.command_id(cmd.account, cmd.client_order_id)},
+        )
+
+
+async def fixed_rate(url: str, rate: float, seconds: float, tag: str) -> tuple[Latency, Latency, float]:
+    nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+    client = Client(nc, tag)
+    await client.start()
+    n = int(rate * seconds)
+    t0 = time.perf_counter()
+    for i in range(n):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0.0005:
+            await asyncio.sleep(delay)
+        await client.send()
+    await client.wait_answered(n, 30)
+    elapsed = time.perf_counter() - t0
+    await nc.close()
+    if client.answered < n:
+        raise RuntimeError(f"only {client.answered} of {n} answered")
+    # drop the first second: connection set-up and the engine's first batches
+    warm = int(rate)
+    accepted = Latency.of(np.array(client.accepted[warm:]))
+    filled = Latency.of(np.array(client.filled[warm // 2 :]))
+    return accepted, filled, n / elapsed
+
+
+async def saturated(url: str, n: int, window: int, tag: str) -> float:
+    nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+    client = Client(nc, tag)
+    await client.start()
+    t0 = time.perf_counter()
+    while client.sent < n:
+        if client.sent - client.answered >= window:
+            client.progress.clear()
+            await client.progress.wait()
+            continue
+        await client.send()
+        if client.sent % 200 == 0:
+            await asyncio.sleep(0)  # let acks and reports in
+    await client.wait_answered(n, 60)
+    elapsed = time.perf_counter() - t0
+    await nc.close()
+    if client.answered < n:
+        raise RuntimeError(f"only {client.answered} of {n} answered")
+    return n / elapsed
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--rate", type=float, default=5_000.0, help="orders/s of the fixed-rate latency run")
+    args = p.parse_args()
+    seconds = 3.0 if args.quick else 10.0
+    n_sat = 20_000 if args.quick else 100_000
+    header(f"order engine end to end over NATS, durable (fixed rate {args.rate:,.0f}/s; saturated {n_sat:,})")
+    payload = m.encode(
+        NewOrder(account="mk", client_order_id="x", symbol=SYMBOL, side=Side.SELL, qty=ONE, price=PRICE)
+    )
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-engine-") as tmp, nats_server(args.nats_url) as url:
+        engine = ServiceProcess(
+            "order_engine",
+            nats_url=url,
+            instance="bench",
+            env={"NEXUS_DATA_DIR": str(Path(tmp) / "var"), "NEXUS_LOG_LEVEL": "warning"},
+            log_path=Path(tmp) / "engine.log",
+        ).start()
+        try:
+            engine.wait_ready(30)
+            base, acc_p50, acc_p99, fill_p50, fill_p99, sat = Runs(), Runs(), Runs(), Runs(), Runs(), Runs()
+            for r in range(args.runs):  # interleaved, so all see the same machine noise
+                base_lat = run(raw_request_reply(url, 5_000, payload))
+                base.add(base_lat.p50_us)
+                accepted, filled, _ = run(fixed_rate(url, args.rate, seconds, f"L{r}-"))
+                acc_p50.add(accepted.p50_us)
+                acc_p99.add(accepted.p99_us)
+                fill_p50.add(filled.p50_us)
+                fill_p99.add(filled.p99_us)
+                sat.add(run(saturated(url, n_sat, 4_000, f"S{r}-")))
+                print(f"run {r + 1}: raw req/rep {base_lat}")
+                print(f"       accepted    {accepted}\n       filled      {filled}")
+            _, stats = engine.get("/stats")
+        finally:
+            code = engine.terminate()
+    print()
+    print(f"raw nats-py request/reply p50 µs            {base}")
+    print(f"submit->accepted at {args.rate:,.0f}/s  p50 µs          {acc_p50}")
+    print(f"submit->accepted at {args.rate:,.0f}/s  p99 µs          {acc_p99}")
+    print(f"submit->fill     at {args.rate:,.0f}/s  p50 µs          {fill_p50}")
+    print(f"submit->fill     at {args.rate:,.0f}/s  p99 µs          {fill_p99}")
+    print(f"highest sustained (window 4,000) orders/s     {sat}")
+    print(f"ratio accepted p50 / raw request-reply p50    {acc_p50.median / base.median:.1f}")
+    s = stats["stats"]
+    print(
+        f"engine: {s['commands_total']:,.0f} commands, {s['outputs_published_total']:,.0f} outputs stored, "
+        f"{s['batches_total']:,.0f} batches, exit code {code}"
+    )
+    latency_met = acc_p99.median <= 5_000 and fill_p99.median <= 5_000
+    print(
+        f"goals: p99 <= 5 ms at 5k/s: {'met' if latency_met else 'NOT met'}; "
+        f">= 15k orders/s sustained: {'met' if sat.median >= 15_000 else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

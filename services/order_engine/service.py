@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from typing import Annotated, Any, Literal
 
@@ -196,6 +197,8 @@ class OrderEngine(Service[OrderEngineSettings]):
             backlog=self.intake.initial_pending,
             stored={k: f"{v[0]}:{v[1]}" for k, v in self.stored.items()},
         )
+        gc.collect()
+        _freeze_heap()
         self._loop = self.spawn(self._run(), name="engine-loop")
 
     async def _recover_state(self) -> None:
@@ -427,6 +430,7 @@ class OrderEngine(Service[OrderEngineSettings]):
         self._last_snapshot = time.monotonic()
         self.counters["snapshots_total"] += 1
         self.snapshot_ms = (time.perf_counter() - t0) * 1000
+        _freeze_heap()
 
     # -- requests -----------------------------------------------------------------------------------
 
@@ -600,6 +604,15 @@ class OrderEngine(Service[OrderEngineSettings]):
             return MsgspecResponse(snap)
 
         app.include_router(router)
+
+
+def _freeze_heap() -> None:
+    """Move everything alive now out of the collector's generations (gc.freeze). The engine's long-lived
+    state — books, remembered orders and their reports — holds no reference cycles, so reference counting
+    frees it; without this every full collection rescans all of it (measured: 40-160 ms pauses with 20k
+    remembered orders, the engine's p99). Done at start (after a full collection) and after every
+    snapshot (without one: a full collection is exactly the pause this avoids)."""
+    gc.freeze()
 
 
 def _route_problem(cmd: NewOrder | CancelOrder | ReplaceOrder | CancelAll, account: str, symbol: str) -> str:

@@ -313,7 +313,8 @@ class OrderClient:
         self, fut: asyncio.Future[ExecReport], deadline: float, coid: str, timeout: float
     ) -> ExecReport:
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - time.monotonic()))
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await asyncio.shield(fut)
         except TimeoutError:
             raise SubmitTimeout(coid, True, timeout) from None
 

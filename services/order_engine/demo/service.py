@@ -193,6 +193,11 @@ class DemoTraffic(Service[DemoSettings]):
             if time.monotonic() - self._last_error > 10:
                 self._last_error = time.monotonic()
                 self.log.warning("demo.step_failed", error=repr(exc))
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Python 3.11's wait_for (used inside nats-py) can swallow a cancellation that races a
+            # result; a stop must still stop the loop.
+            raise asyncio.CancelledError
 
     def stats(self) -> dict[str, float]:
         out = {f"demo_{name}_total": float(n) for name, n in self.counts.items()}

@@ -56,10 +56,15 @@ class Book:
 
     def apply(self, bids: Levels, asks: Levels, seq: int = 0) -> None:
         """Apply changed levels (size 0 removes). Does not check crossing: call `check()` after."""
-        for price, size in bids:
-            self._bids.set(price, size)
-        for price, size in asks:
-            self._asks.set(price, size)
+        for side, levels in ((self._bids, bids), (self._asks, asks)):
+            sizes, prices = side.sizes, side.prices
+            for price, size in levels:  # _Side.set, inlined: this is the depth hot path
+                if size:
+                    if price not in sizes:
+                        insort(prices, price)
+                    sizes[price] = size
+                elif sizes.pop(price, None) is not None:
+                    del prices[bisect_left(prices, price)]
         if seq:
             self.seq = seq
 

@@ -22,6 +22,8 @@ from nexus.messages import Side
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
 NOTIONAL = 10_000.0
 """Typical order notional (price currency) that sizes are drawn around."""
+SIZE_BITS = 10
+"""Each symbol draws its sizes from a table of 2**SIZE_BITS exponential variates."""
 
 Ladder = dict[int, int]
 """price ticks -> size lots"""
@@ -44,7 +46,18 @@ class Event:
 
 
 class _Symbol:
-    __slots__ = ("asks", "bids", "index", "inst", "lot_value", "mid", "sigma", "trade_id", "update_id")
+    __slots__ = (
+        "asks",
+        "bids",
+        "index",
+        "inst",
+        "lot_value",
+        "mid",
+        "sigma",
+        "sizes",
+        "trade_id",
+        "update_id",
+    )
 
     def __init__(self, index: int, inst: Instrument, sigma: float) -> None:
         self.index = index
@@ -55,6 +68,7 @@ class _Symbol:
         self.asks: Ladder = {}
         self.trade_id = 0
         self.update_id = 0
+        self.sizes: list[int] = []
         self.lot_value = float(inst.lot) * float(inst.ref_price or 1)
 
     def best_bid(self) -> tuple[int, int] | None:
@@ -89,6 +103,8 @@ class SyntheticMarket:
         ]
         self.by_name = {s.inst.symbol: s for s in self.symbols}
         self.events_total = 0
+        for s in self.symbols:
+            s.sizes = self._size_table(s)
         for s in self.symbols:
             self._rebuild(s, Event(s.index, s.inst.symbol, 0))
             s.update_id = 1
@@ -127,24 +143,33 @@ class SyntheticMarket:
         return ev
 
     def _lots(self, s: _Symbol, mean_notional: float = NOTIONAL) -> int:
-        lots = int(self.rng.expovariate(1.0) * mean_notional / max(s.lot_value, 1e-12)) + 1
-        if s.inst.max_qty > 0:
-            lots = min(lots, max(1, int(s.inst.max_qty / s.inst.lot) // 10))
-        return lots
+        """A size in lots, exponentially distributed around `mean_notional` (from the symbol's table of
+        draws: the generator's hot path takes a random index, not a fresh variate)."""
+        lots = s.sizes[self.rng.getrandbits(SIZE_BITS)]
+        return lots if mean_notional == NOTIONAL else max(1, int(lots * mean_notional / NOTIONAL))
+
+    def _size_table(self, s: _Symbol) -> list[int]:
+        cap = max(1, int(s.inst.max_qty / s.inst.lot) // 10) if s.inst.max_qty > 0 else 1 << 62
+        unit = NOTIONAL / max(s.lot_value, 1e-12)
+        return [min(cap, int(self.rng.expovariate(1.0) * unit) + 1) for _ in range(1 << SIZE_BITS)]
 
     def _rebuild(self, s: _Symbol, ev: Event) -> None:
         rng = self.rng
         spread = self.spread_ticks * rng.choice((1, 1, 1, 2, 2, 3))
         best_bid = max(1 + self.levels, int(s.mid - spread / 2))
         best_ask = best_bid + spread
-        new_bids = {best_bid - k: 0 for k in range(self.levels)}
-        new_asks = {best_ask + k: 0 for k in range(self.levels)}
-        for new, old, changes in ((new_bids, s.bids, ev.bids), (new_asks, s.asks, ev.asks)):
-            for price in new:
+        table = s.sizes
+        bits = rng.getrandbits
+        for first, step, old, changes in ((best_bid, -1, s.bids, ev.bids), (best_ask, 1, s.asks, ev.asks)):
+            new: Ladder = {}
+            for k in range(self.levels):
+                price = first + step * k
                 size = old.get(price)
-                new[price] = size if size and rng.random() > 0.3 else self._lots(s)
-                if new[price] != size:
-                    changes.append((price, new[price]))
+                # a surviving level keeps its size 70 % of the time; a new level gets a fresh one
+                fresh = table[bits(SIZE_BITS)] if not size or bits(10) < 307 else size
+                new[price] = fresh
+                if fresh != size:
+                    changes.append((price, fresh))
             changes.extend((price, 0) for price in old if price not in new)
             old.clear()
             old.update(new)

@@ -11,9 +11,10 @@
                           (`dropped_total`); book data is never dropped (a lost delta would corrupt every
                           consumer's book), and conflation bounds it to one pending update per subject.
 
-The publisher sets `ts_pub`, encodes and publishes; between batches of p1 it goes back to p0, so a
-trade waits for at most one batch of quotes. Trades can go out on a dedicated NATS connection
-(Service.dedicated_p0), so they never queue behind quote bytes in a socket buffer.
+The publisher sets `ts_pub`, encodes and publishes, trades and quotes in two tasks: a trade waits for at
+most one batch of quotes for the CPU, and never for a quote publish that the NATS server is pushing
+back on. Trades go out on a dedicated NATS connection (Service.dedicated_p0), so they never queue behind
+quote bytes in a socket buffer either (bench/bench_feed_flood.py measures both).
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from feed_handler.counters import FeedCounters
 from nexus import messages
 from nexus.logs import get_logger
 from nexus.messages import BookDelta, BookSnapshot, FeedStatus, MarketDataMsg, Quote, Trade, now_ns
-from nexus.subjects import Tier
 
-Publish = Callable[[str, bytes, Tier], Awaitable[None]]
+Publish = Callable[[str, bytes], Awaitable[None]]
+"""A connection's publish(subject, payload), e.g. nats Client.publish."""
 BookMsg = BookSnapshot | BookDelta
 
-P1_BATCH = 256
+P1_BATCH = 64
 """p1 messages published between two looks at the trade queue."""
 
 
@@ -80,7 +81,8 @@ class Outbox:
         self.p1: OrderedDict[int, list[object]] = OrderedDict()
         self._tail: dict[str, int] = {}
         self._next_key = 0
-        self.wakeup = asyncio.Event()
+        self.wakeup_p0 = asyncio.Event()
+        self.wakeup_p1 = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
         self.conflated_total = 0
@@ -101,13 +103,13 @@ class Outbox:
 
     def put_trade(self, subject: str, msg: Trade, counters: FeedCounters) -> None:
         self.p0.append((subject, msg, counters))
-        if not self.wakeup.is_set():
-            self.wakeup.set()
+        if not self.wakeup_p0.is_set():
+            self.wakeup_p0.set()
 
     def put_status(self, subject: str, msg: FeedStatus) -> None:
         self.p2.append((subject, msg))
-        if not self.wakeup.is_set():
-            self.wakeup.set()
+        if not self.wakeup_p0.is_set():
+            self.wakeup_p0.set()
 
     def put(self, subject: str, msg: Quote | BookSnapshot | BookDelta, counters: FeedCounters) -> None:
         """Queue a p1 update; conflated per subject when the queue is long (see module doc)."""
@@ -131,8 +133,8 @@ class Outbox:
         self._next_key = key + 1
         pending[key] = [subject, msg, counters]
         self._tail[subject] = key
-        if not self.wakeup.is_set():
-            self.wakeup.set()
+        if not self.wakeup_p1.is_set():
+            self.wakeup_p1.set()
 
     def pop_p1(self) -> tuple[str, MarketDataMsg, FeedCounters]:
         _, entry = self.p1.popitem(last=False)
@@ -162,56 +164,88 @@ class Outbox:
 
 
 class Publisher:
-    """Drains an Outbox onto NATS: all trades, then status, then a batch of p1, and again."""
+    """Drains an Outbox onto NATS with two tasks: an urgent one (all trades, then status) on the p0
+    connection, and a normal one (p1 in batches of P1_BATCH, yielding between batches) on the main
+    connection. A p1 publish that blocks (the server pushing back on a connection whose subscribers are
+    slow) never holds up a trade: trades have their own task and, with dedicated_p0, their own socket."""
 
-    def __init__(self, outbox: Outbox, publish: Publish) -> None:
+    def __init__(self, outbox: Outbox, p0: Publish, p1: Publish, p2: Publish | None = None) -> None:
+        """`p0`, `p1`, `p2`: the publish of the connection each tier goes out on (p2 defaults to p1)."""
         self.outbox = outbox
-        self._publish = publish
+        self._p0 = p0
+        self._p1 = p1
+        self._p2 = p2 or p1
         self.published_total = 0
         self.errors_total = 0
         self.log = get_logger("feed_handler.publisher")
         self._error_logged = 0.0
 
     async def run(self) -> None:
+        await asyncio.gather(self._urgent(), self._normal())
+
+    async def _urgent(self) -> None:
         box = self.outbox
         while True:
-            if not len(box):
+            if not box.p0 and not box.p2:
                 box.update_room()
-                box.wakeup.clear()
-                await box.wakeup.wait()
-            await self.publish_round()
-            # let adapters run (their trades go ahead of the p1 still pending)
-            await asyncio.sleep(0)
+                box.wakeup_p0.clear()
+                await box.wakeup_p0.wait()
+            await self.publish_urgent()
 
-    async def publish_round(self) -> None:
+    async def _normal(self) -> None:
         box = self.outbox
-        publish = self._publish
+        while True:
+            if not box.p1:
+                box.update_room()
+                box.wakeup_p1.clear()
+                await box.wakeup_p1.wait()
+            await self.publish_batch()
+            await asyncio.sleep(0)  # adapters and the urgent task run between batches
+
+    async def publish_urgent(self) -> None:
+        """Every pending trade, then every pending status."""
+        box = self.outbox
+        pub0 = self._p0
         encode = messages.encode
         replace = msgspec.structs.replace
-        p0, p1, p2 = box.p0, box.p1, box.p2
+        p0, p2 = box.p0, box.p2
         try:
             while p0:
                 subject, trade, counters = p0[0]
-                await publish(subject, encode(replace(trade, ts_pub=now_ns())), Tier.P0)
+                await pub0(subject, encode(replace(trade, ts_pub=now_ns())))
                 p0.popleft()  # only once published: a trade is never lost to a failed publish
                 counters.published_total += 1
                 self.published_total += 1
             while p2:
                 subject, status = p2[0]
-                await publish(subject, encode(status), Tier.P2)
+                await self._p2(subject, encode(status))
                 p2.popleft()
-            n = 0
-            while p1 and n < P1_BATCH and not p0:
+        except Exception as exc:  # NATS gone for longer than its buffer: count, log, retry shortly
+            await self._failed(exc)
+
+    async def publish_batch(self) -> None:
+        """Up to P1_BATCH pending quote/book updates, oldest first."""
+        box = self.outbox
+        pub1 = self._p1
+        encode = messages.encode
+        replace = msgspec.structs.replace
+        p1 = box.p1
+        n = 0
+        try:
+            while p1 and n < P1_BATCH:
                 subject, msg, counters = box.pop_p1()
-                await publish(subject, encode(replace(msg, ts_pub=now_ns())), Tier.P1)
+                await pub1(subject, encode(replace(msg, ts_pub=now_ns())))
                 counters.published_total += 1
                 self.published_total += 1
                 n += 1
-        except Exception as exc:  # NATS gone for longer than its buffer: count, log, retry shortly
-            self.errors_total += 1
-            now = asyncio.get_running_loop().time()
-            if now - self._error_logged > 1.0:
-                self._error_logged = now
-                self.log.warning("feed.publish_failed", error=repr(exc), total=self.errors_total)
-            await asyncio.sleep(0.05)
+        except Exception as exc:
+            await self._failed(exc)
         box.update_room()
+
+    async def _failed(self, exc: Exception) -> None:
+        self.errors_total += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._error_logged > 1.0:
+            self._error_logged = now
+            self.log.warning("feed.publish_failed", error=repr(exc), total=self.errors_total)
+        await asyncio.sleep(0.05)

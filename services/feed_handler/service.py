@@ -54,13 +54,13 @@ class FeedHandler(Service[FeedHandlerSettings]):
             p1_limit=settings.p1_queue_limit,
             conflate_at=min(settings.conflate_at, settings.p1_queue_limit),
         )
-        self.publisher = Publisher(self.outbox, self._publish)
         self.manager = FeedManager(self.outbox, status_interval=settings.status_interval)
-
-    async def _publish(self, subject: str, data: bytes, tier: Tier) -> None:
-        await self.bus.conn(tier).publish(subject, data)
+        self.publisher: Publisher | None = None
 
     async def start(self) -> None:
+        # straight onto the connections: trades on the p0 one (dedicated_p0), the rest on the main one
+        p0, main = self.bus.conn(Tier.P0), self.bus.conn(Tier.P1)
+        self.publisher = Publisher(self.outbox, p0.publish, main.publish)
         self.spawn(self.publisher.run(), name="publisher")
         self.manager.load(load_feeds(self.settings.config_file))
 
@@ -87,10 +87,10 @@ class FeedHandler(Service[FeedHandlerSettings]):
         stats = self.manager.totals()
         stats.update(
             {
-                "md_published_total": float(self.publisher.published_total),
+                "md_published_total": float(self.publisher.published_total if self.publisher else 0),
                 "md_conflated_total": float(box.conflated_total),
                 "md_dropped_total": float(box.dropped_total),
-                "md_publish_errors_total": float(self.publisher.errors_total),
+                "md_publish_errors_total": float(self.publisher.errors_total if self.publisher else 0),
                 "outbox_p0_queue_depth": float(len(box.p0)),
                 "outbox_p0_queue_limit": float(box.p0_limit),
                 "outbox_p1_queue_depth": float(len(box.p1)),

@@ -7,7 +7,7 @@ import asyncio
 
 from feed_handler.adapters.base import FeedContext
 
-BATCH = 256
+BATCH = 64
 """Messages between two yields to the event loop when not waiting for time."""
 
 

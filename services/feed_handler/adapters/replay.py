@@ -9,20 +9,22 @@ Formats (`format = "auto"` picks by content and name):
 
 Pacing follows the recorded receive times (crypto_ws) or event times (ndjson, lobster). With `retime`,
 event times are mapped onto the replay's clock (start + (t - t0) / speed; the receive time when as fast as
-possible), so latency figures stay meaningful. In a loop, pass n >= 1 re-publishes trades with the
-trade id suffix `~n` (a consumer never sees one trade id twice).
+possible), so latency figures stay meaningful. In a loop the file is decoded once and kept in memory,
+and pass n >= 1 re-publishes trades with the trade id suffix `~n` (a consumer never sees one trade id
+twice).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 
 from feed_handler.adapters.base import Adapter, AdapterFailed, FeedContext
-from feed_handler.adapters.pacing import Pacer
+from feed_handler.adapters.pacing import BATCH, Pacer
 from feed_handler.book import Book
 from feed_handler.config import ReplayFeed
 from feed_handler.protocols import lobster, ndjson, recording
@@ -30,6 +32,8 @@ from feed_handler.protocols.base import Retime
 from feed_handler.protocols.binance import BinanceProtocol
 from feed_handler.protocols.coinbase import CoinbaseProtocol
 from nexus.messages import MarketDataMsg, Trade, now_ns
+
+_T = TypeVar("_T")
 
 
 def detect(path: str | Path) -> str:
@@ -65,6 +69,7 @@ class ReplayAdapter(Adapter[ReplayFeed]):
         self.passes = 0
         self.records_total = 0
         self._proto: BinanceProtocol | CoinbaseProtocol | None = None
+        self._cache: list[Any] | None = None
 
     def books(self) -> dict[str, Book]:
         return self._proto.books() if self._proto is not None else {}
@@ -98,6 +103,12 @@ class ReplayAdapter(Adapter[ReplayFeed]):
             await asyncio.sleep(0)  # a short file looped as fast as possible must still yield
 
     async def _crypto_ws(self, out: _LoopOutput) -> None:
+        try:
+            await self._crypto_ws_pass(out)
+        except recording.RecordingError as exc:
+            raise AdapterFailed(f"{self.config.path}: {exc}") from None
+
+    async def _crypto_ws_pass(self, out: _LoopOutput) -> None:
         venue = recording.sniff(self.config.path)
         symbols = self.config.symbols or recording.symbols(self.config.path, venue)
         if not symbols:
@@ -115,17 +126,29 @@ class ReplayAdapter(Adapter[ReplayFeed]):
             raise AdapterFailed(f"{self.config.path}: neither a Binance nor a Coinbase recording")
         self._proto = proto
         pacer = Pacer(self.ctx, self.config.speed)
-        try:
-            for rec in recording.records(self.config.path):
-                if rec.kind == "recv":
-                    await pacer.until(rec.ts)
-                    proto.on_frame(rec.payload, now_ns())
-                elif rec.kind == "rest" and isinstance(proto, BinanceProtocol):
-                    await pacer.until(rec.ts)
-                    proto.on_snapshot(rec.rest_symbol, rec.payload, now_ns())
-                self.records_total += 1
-        except recording.RecordingError as exc:
-            raise AdapterFailed(f"{self.config.path}: {exc}") from None
+        realtime = self.config.speed > 0
+        n = 0
+        for rec in self._cached(recording.records(self.config.path)):
+            if realtime:
+                await pacer.until(rec.ts)
+            else:
+                n += 1
+                if n == BATCH:
+                    n = 0
+                    await pacer.breathe()
+            if rec.kind == "recv":
+                proto.on_frame(rec.payload, now_ns())
+            elif rec.kind == "rest" and isinstance(proto, BinanceProtocol):
+                proto.on_snapshot(rec.rest_symbol, rec.payload, now_ns())
+            self.records_total += 1
+
+    def _cached(self, source: Iterator[_T]) -> Iterable[_T]:
+        """In a loop the file is read and decoded once and kept in memory; otherwise it is streamed."""
+        if not self.config.loop:
+            return source
+        if self._cache is None:
+            self._cache = list(source)
+        return self._cache
 
     async def _messages(self, out: _LoopOutput) -> None:
         path = self.config.path
@@ -135,14 +158,22 @@ class ReplayAdapter(Adapter[ReplayFeed]):
         else:
             source = ndjson.read(path, out)
         pacer = Pacer(self.ctx, self.config.speed)
+        realtime = self.config.speed > 0
+        n = 0
         venue = self.ctx.venue
         retime: Retime | None = None
         replace = msgspec.structs.replace
         try:
-            for t_ns, msg in source:
+            for t_ns, msg in self._cached(source):
                 if retime is None:
                     retime = self._retime(t_ns)
-                await pacer.until(t_ns / 1e9)
+                if realtime:
+                    await pacer.until(t_ns / 1e9)
+                else:
+                    n += 1
+                    if n == BATCH:
+                        n = 0
+                        await pacer.breathe()
                 now = now_ns()
                 out.emit(replace(msg, venue=venue, ts_event=retime(t_ns), ts_recv=now, ts_pub=0))
                 self.records_total += 1

@@ -77,11 +77,22 @@ def records(path: str | Path) -> Iterator[Record]:
 
 
 def sniff(path: str | Path, lines: int = 20) -> str:
-    """The venue of a recording from the URLs in its first lines: "binance", "coinbase" or ""."""
+    """The venue of a recording from the URLs of its first records: "binance", "coinbase", or "" when
+    the file is not a recording (or not of a known venue)."""
     with open(path, "rb") as f:
-        head = b"".join(f.readline() for _ in range(lines)).lower()
+        head = [f.readline() for _ in range(lines)]
+    urls = []
+    for n, line in enumerate(head, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = parse_line(line, n)
+        except RecordingError:
+            return ""
+        if rec is not None and rec.url:
+            urls.append(rec.url.lower())
     for venue in ("binance", "coinbase"):
-        if venue.encode() in head:
+        if any(venue in url for url in urls):
             return venue
     return ""
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import time
+import warnings
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -151,8 +153,10 @@ class OrderEngine(Service[OrderEngineSettings]):
             "snapshots_total": 0,
             "replayed_total": 0,
             "reloads_total": 0,
+            "snapshot_failures_total": 0,
         }
         self.snapshot_ms = 0.0
+        self._snapshot_child: int | None = None
         self.last_batch = 0
 
     def _new_engine(self) -> MatchingEngine:
@@ -251,8 +255,11 @@ class OrderEngine(Service[OrderEngineSettings]):
                 self.log.warning("engine.stop_timeout")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._settle(), self.settings.drain_timeout)
+        deadline = time.monotonic() + self.settings.drain_timeout
+        while self._snapshot_child is not None and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
         if self._since_snapshot and not self.recovering and self.acked_seq == self.in_seq:
-            await self._snapshot()
+            await self._snapshot(fork=False)
         await self.gateway.stop()
         await self.cancel_tasks()
         await self.publisher.stop()
@@ -410,11 +417,7 @@ class OrderEngine(Service[OrderEngineSettings]):
             headers = {"Nexus-Error": "not an order command", "Nexus-Subject": msg.subject}
             await self.bus.nc.publish(subjects.dead_letter(self.name), msg.data, headers=headers)
 
-    async def _snapshot(self) -> None:
-        await self._settle()  # a snapshot includes only commands whose outputs are all stored
-        if self.acked_seq != self.in_seq:
-            return
-        t0 = time.perf_counter()
+    def _snapshot_bytes(self) -> bytes:
         snap = snapshot.Snapshot(
             in_stream=self.in_stream,
             in_seq=self.in_seq,
@@ -423,11 +426,59 @@ class OrderEngine(Service[OrderEngineSettings]):
             engine=snapshot.export(self.engine),
             ts=now_ns(),
         )
-        data = snapshot.encode(snap)
-        await asyncio.to_thread(self.store.save, data)
-        self.snapshot_seq = self.in_seq
+        return snapshot.encode(snap)
+
+    async def _snapshot(self, *, fork: bool = True) -> None:
+        """Persist the state of everything applied so far (whose outputs are all stored).
+
+        Exporting and encoding a large state takes 100-300 ms of CPU; done in the loop it would stall
+        every order for that long. So the engine forks: the child, a copy-on-write image of this
+        instant, writes the snapshot and exits; the engine goes on at once (the fork costs a few ms).
+        Where fork is missing, and on stop, it is done in-process."""
+        await self._settle()  # a snapshot includes only commands whose outputs are all stored
+        if self.acked_seq != self.in_seq or self._snapshot_child is not None:
+            return
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
+        t0 = time.perf_counter()
+        if not fork or not hasattr(os, "fork"):
+            data = self._snapshot_bytes()
+            await asyncio.to_thread(self.store.save, data)
+            self._snapshot_done(self.in_seq, t0)
+            return
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns about fork() in a process with threads (the idle executor threads
+            # here); the child only encodes, writes a file and leaves with os._exit: no locks, no I/O
+            # on inherited sockets, no logging.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                self.store.save(self._snapshot_bytes())
+                code = 0
+            finally:
+                os._exit(code)
+        self._snapshot_child = pid
+        self.spawn(self._reap_snapshot(pid, self.in_seq, t0), name="snapshot-reaper")
+
+    async def _reap_snapshot(self, pid: int, in_seq: int, t0: float) -> None:
+        try:
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG never blocks
+                if done:
+                    break
+                await asyncio.sleep(0.01)
+            if os.waitstatus_to_exitcode(status) == 0:
+                self._snapshot_done(in_seq, t0)
+            else:
+                self.counters["snapshot_failures_total"] += 1
+                self.log.error("snapshot.failed", pid=pid, status=status)
+        finally:
+            self._snapshot_child = None
+
+    def _snapshot_done(self, in_seq: int, t0: float) -> None:
+        self.snapshot_seq = in_seq
         self.counters["snapshots_total"] += 1
         self.snapshot_ms = (time.perf_counter() - t0) * 1000
         _freeze_heap()

@@ -28,7 +28,7 @@ class SnapshotStore:
     def save(self, data: bytes) -> None:
         """Write an encoded snapshot durably (blocking: call it from a thread)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

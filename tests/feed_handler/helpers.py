@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -71,7 +70,6 @@ class SimulatorProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(["services", "libs", "."])},
             )
         deadline = time.monotonic() + timeout
         while not port_file.exists():

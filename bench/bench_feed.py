@@ -11,15 +11,18 @@ process. Sources, each replayed as fast as possible in a loop:
                the depth book sync: every frame parsed, every book kept
   synthetic    the synthetic venue (GBM market, ladders, trades) as fast as it generates
 and, for comparison on the ceiling's own terms, `binance` with the service in this process (publisher and
-subscriber sharing one event loop, as in the ceiling). Latency is adapter receive (ts_recv) -> subscriber
-callback (wall clock, same machine): at saturation it is mostly queueing, so it is also measured at a
-moderate fixed rate (synthetic, ~10k msgs/s).
+subscriber sharing one event loop, as in the ceiling). A second baseline matches the service's topology:
+raw nats-py publishing pre-encoded payloads from another process, counted by the same subscriber (on 2
+cores, publisher + subscriber + nats-server in separate processes compete for the CPU).
+Latency is adapter receive (ts_recv) -> subscriber callback (wall clock, same machine): at saturation it
+is mostly queueing, so it is also measured at a moderate fixed rate (synthetic, ~10k msgs/s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 import time
 import urllib.request
@@ -37,6 +40,7 @@ from feed_handler.protocols.binance import BinanceProtocol
 from feed_handler.service import FeedHandler, FeedHandlerSettings
 from nexus import messages as m
 from nexus import subjects
+from nexus.procs import die_with_parent
 from nexus.runtime import Runner
 from nexus.settings import load_settings
 from nexus.testing import ServiceProcess, wait_for
@@ -208,6 +212,44 @@ async def as_process(
             return result
 
 
+RAW_PUBLISHER = """
+import asyncio, sys, nats
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    payload = bytes.fromhex(sys.argv[4])
+    for _ in range(int(sys.argv[3])):
+        await nc.publish(sys.argv[2], payload)
+    await nc.flush()
+    await nc.close()
+asyncio.run(main())
+"""
+
+
+async def raw_cross_process(url: str, n: int, payload: bytes) -> float:
+    """Raw nats-py publisher in its own process -> a subscriber here: msgs/s seen."""
+    venue = f"raw{time.monotonic_ns() % 10**9}"
+    subject = subjects.quote(venue, "X")
+
+    async def start() -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            RAW_PUBLISHER,
+            url,
+            subject,
+            str(n),
+            payload.hex(),
+            preexec_fn=die_with_parent,
+        )
+        publishers.append(proc)
+
+    publishers: list[asyncio.subprocess.Process] = []
+    rate, _ = await count(url, venue, start, n, 0)
+    for proc in publishers:
+        await proc.wait()
+    return rate
+
+
 def median_latency(samples: list[Latency]) -> Latency:
     return sorted(samples, key=lambda x: x.p99_us)[len(samples) // 2]
 
@@ -217,7 +259,7 @@ def main() -> None:
     n = 40_000 if args.quick else 300_000
     payload = m.encode(sample_quote())
     header(f"feed handler: normalised msgs/s seen by a subscriber vs raw nats-py ({n:,} msgs per figure)")
-    figures = {k: Runs() for k in ("raw", "normalised", "binance", "synthetic", "binance_in")}
+    figures = {k: Runs() for k in ("raw", "raw_x", "normalised", "binance", "synthetic", "binance_in")}
     sat: list[Latency] = []
     steady: list[Latency] = []
     with tempfile.TemporaryDirectory(prefix="nexus-bench-feed-") as tmp, nats_server(args.nats_url) as url:
@@ -226,6 +268,7 @@ def main() -> None:
         print(f"(the Binance session normalises to {msgs:,} messages; replays loop over them)\n", flush=True)
         for _ in range(args.runs):  # interleaved so every figure sees the same machine noise
             figures["raw"].add(run(raw_pubsub_ceiling(url, n, payload)))
+            figures["raw_x"].add(run(raw_cross_process(url, n, payload)))
             for source in ("normalised", "binance", "synthetic"):
                 rate, lat = run(as_process(url, source, ndjson, n))
                 figures[source].add(rate)
@@ -237,13 +280,20 @@ def main() -> None:
             )
     raw = figures["raw"].median
     print(f"raw nats-py ceiling ({len(payload)} B quote)        msgs/s  {figures['raw']}")
+    print(
+        f"raw nats-py, publisher in its own process msgs/s  {figures['raw_x']}"
+        f"   ratio {figures['raw_x'].median / raw:.2f}"
+    )
     for key, label in (
         ("normalised", "feed handler, normalised replay"),
         ("binance", "feed handler, Binance session  "),
         ("synthetic", "feed handler, synthetic venue "),
         ("binance_in", "Binance session, in-process   "),
     ):
-        print(f"{label}          msgs/s  {figures[key]}   ratio {figures[key].median / raw:.2f}")
+        print(
+            f"{label}          msgs/s  {figures[key]}   ratio {figures[key].median / raw:.2f}"
+            f"  (to the cross-process baseline {figures[key].median / figures['raw_x'].median:.2f})"
+        )
     print(f"latency at saturation (Binance session)       {median_latency(sat)}")
     print(f"latency at ~10k msgs/s (synthetic)            {median_latency(steady)}")
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import resource
 import tempfile
 import time
 from decimal import Decimal
@@ -168,6 +170,18 @@ async def saturated(url: str, n: int, window: int, tag: str) -> float:
     return n / elapsed
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its reaped children (the engine's snapshot forks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--rate", type=float, default=5_000.0, help="orders/s of the fixed-rate latency run")
@@ -189,6 +203,7 @@ def main() -> None:
         try:
             engine.wait_ready(30)
             base, acc_p50, acc_p99, fill_p50, fill_p99, sat = Runs(), Runs(), Runs(), Runs(), Runs(), Runs()
+            cpu_engine, cpu_client = Runs(), Runs()
             for r in range(args.runs):  # interleaved, so all see the same machine noise
                 base_lat = run(raw_request_reply(url, 5_000, payload))
                 base.add(base_lat.p50_us)
@@ -197,7 +212,10 @@ def main() -> None:
                 acc_p99.add(accepted.p99_us)
                 fill_p50.add(filled.p50_us)
                 fill_p99.add(filled.p99_us)
+                e0, c0 = _cpu_seconds(engine.pid), _own_cpu_seconds()
                 sat.add(run(saturated(url, n_sat, 4_000, f"S{r}-")))
+                cpu_engine.add((_cpu_seconds(engine.pid) - e0) / n_sat * 1e6)
+                cpu_client.add((_own_cpu_seconds() - c0) / n_sat * 1e6)
                 print(f"run {r + 1}: raw req/rep {base_lat}")
                 print(f"       accepted    {accepted}\n       filled      {filled}")
             _, stats = engine.get("/stats")
@@ -211,6 +229,7 @@ def main() -> None:
     print(f"submit->fill     at {args.rate:,.0f}/s  p99 µs          {fill_p99}")
     print(f"highest sustained (window 4,000) orders/s     {sat}")
     print(f"ratio accepted p50 / raw request-reply p50    {acc_p50.median / base.median:.1f}")
+    print(f"CPU per order, saturated: engine µs {cpu_engine}, this client µs {cpu_client}")
     s = stats["stats"]
     print(
         f"engine: {s['commands_total']:,.0f} commands, {s['outputs_published_total']:,.0f} outputs stored, "

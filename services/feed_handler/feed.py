@@ -130,7 +130,8 @@ class Feed:
 
     @property
     def running(self) -> bool:
-        return any(not t.done() for t in self._tasks)
+        """The reconnect loop runs (false once stopped, failed, or a finite source has ended)."""
+        return bool(self._tasks) and not self._tasks[0].done()
 
     @property
     def flowing(self) -> bool:
@@ -150,10 +151,10 @@ class Feed:
         self.started_at = self.clock()
         self.live_since_start = False
         self._set(FeedState.STARTING, "started")
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"feed-{self.name}"),
-            asyncio.create_task(self._watch(), name=f"watch-{self.name}"),
-        ]
+        run = asyncio.create_task(self._run(), name=f"feed-{self.name}")
+        watch = asyncio.create_task(self._watch(), name=f"watch-{self.name}")
+        run.add_done_callback(lambda _: watch.cancel())  # a finished or failed feed needs no watchdog
+        self._tasks = [run, watch]
 
     async def stop(self, reason: str = "stopped") -> None:
         tasks, self._tasks = self._tasks, []

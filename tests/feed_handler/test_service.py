@@ -87,6 +87,10 @@ speed = 0
         await wait_for(lambda: len(trades) == 1240 + 8974 + 2445, timeout=10)
         binance, lobster = manager.feeds[f"{uid}b"], manager.feeds[f"{uid}l"]
         assert binance.reason == "end of data"
+        assert not binance.running  # a finished replay can be started again
+        manager.start(f"{uid}l")
+        assert lobster.running
+        await manager.stop(f"{uid}l")
         assert binance.counters.errors_total == 0
         assert lobster.counters.errors_total == 0
         assert binance.counters.trades_total == 1240

@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from nexus import messages, subjects
 from nexus.bus import Bus
@@ -33,14 +34,16 @@ class Gateway:
         self._clients: OrderedDict[str, OrderClient] = OrderedDict()
         self._slots = asyncio.Semaphore(in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sub: Subscription | None = None
         self.requests_total = 0
         self.timeouts_total = 0
         self.bad_requests_total = 0
 
     async def start(self, service: str) -> None:
-        await self.bus.subscribe_raw(
-            subjects.order_request(ANY), self._on_request, queue=subjects.queue_group(service, Tier.P1)
-        )
+        if self._sub is None:
+            self._sub = await self.bus.subscribe_raw(
+                subjects.order_request(ANY), self._on_request, queue=subjects.queue_group(service, Tier.P1)
+            )
 
     async def client(self, account: str) -> OrderClient:
         client = self._clients.get(account)

@@ -70,6 +70,7 @@ class OutputPublisher:
         self.fence_failures_total = 0
 
     async def start(self) -> None:
+        await self.stop()
         self._prefix = self.bus.nc.new_inbox()
         self._sub = await self.bus.subscribe_raw(self._prefix + ".*", self._on_ack)
         for chain in self.chains.values():

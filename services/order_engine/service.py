@@ -23,6 +23,8 @@ import warnings
 from typing import Annotated, Any, Literal
 
 import msgspec
+import nats.errors
+import nats.js.errors
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from nats.aio.msg import Msg
 
@@ -157,6 +159,8 @@ class OrderEngine(Service[OrderEngineSettings]):
         }
         self.snapshot_ms = 0.0
         self._snapshot_child: int | None = None
+        self.problem = ""
+        """Why the engine is not running yet (empty once it runs)."""
         self.last_batch = 0
 
     def _new_engine(self) -> MatchingEngine:
@@ -174,21 +178,44 @@ class OrderEngine(Service[OrderEngineSettings]):
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Boot in the background: a server that cannot hold the order streams yet (JetStream off, a
+        stream overlapping ord.in.>, a cluster without quorum) leaves the engine up, not ready, saying
+        why and trying again — instead of a crash loop."""
+        self.spawn(self._boot(), name="engine-boot")
+
+    async def _boot(self) -> None:
+        backoff = Backoff(base=0.5, cap=10.0)
+        while not self._stopping:
+            try:
+                await self._setup()
+                self.problem = ""
+                return
+            except (nats.errors.Error, nats.js.errors.Error, BusError, OSError) as exc:
+                self.problem = f"cannot set up the order streams: {exc}"
+                delay = backoff.next()
+                self.log.error("engine.setup_failed", error=str(exc), retry_in=round(delay, 2))
+                await self.intake.stop()
+                await asyncio.sleep(delay)
+
+    async def _setup(self) -> None:
         for config in (
             streams.engine_input_stream(self.settings.engine_input, self.partitions),
             streams.engine_exec_stream(self.partition),
             streams.engine_trades_stream(self.partition),
         ):
             await self.bus.ensure_stream(config)
+        self.engine = self._new_engine()
+        self.in_seq = self.acked_seq = self.snapshot_seq = 0
         await self._recover_state()
         await self.publisher.start()
         self._high_water_marks()
         await self.intake.start(self.in_seq + 1)
         self.recovering = self.intake.initial_pending > 0
-        self._subs = [
-            await self.bus.subscribe_raw(subjects.order_query(ANY), self._on_query),
-            await self.bus.subscribe_raw(subjects.book_request(ANY), self._on_book),
-        ]
+        if not self._subs:
+            self._subs = [
+                await self.bus.subscribe_raw(subjects.order_query(ANY), self._on_query),
+                await self.bus.subscribe_raw(subjects.book_request(ANY), self._on_book),
+            ]
         await self.gateway.start(self.name)
         for msg in self.engine.full_book(now_ns(), self.settings.engine_book_depth or None):
             await self.bus.publish(msg)
@@ -572,6 +599,8 @@ class OrderEngine(Service[OrderEngineSettings]):
         }
 
     def ready(self) -> tuple[bool, str]:
+        if self._loop is None:
+            return False, self.problem or "setting up the order streams"
         if self.recovering:
             return False, f"replaying the input stream (at sequence {self.in_seq})"
         return True, ""

@@ -47,7 +47,7 @@ async def start_engine(url: str, data_dir: Path, **overrides: Any) -> RunningEng
     runner = Runner(OrderEngine, settings)
     task = asyncio.create_task(runner.run(install_signals=False))
     try:
-        await wait_for(lambda: runner.state == "ready" or task.done(), timeout=20)
+        await wait_for(lambda: runner.readiness()[0] or task.done(), timeout=20)
         if task.done():
             task.result()
     except BaseException:

@@ -3,10 +3,13 @@ their subjects, queries, book requests, and bad input answered with reasons, nev
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
+from nats.js.api import StreamConfig
 
 from nexus import messages as m
 from nexus import subjects
@@ -14,8 +17,12 @@ from nexus.bus import Bus
 from nexus.client import OrderClient
 from nexus.errors import RemoteError
 from nexus.messages import ExecType, Reason, Side
+from nexus.natsserver import NatsServer
+from nexus.runtime import Runner
+from nexus.settings import load_settings
 from nexus.subjects import Tier
 from nexus.testing import wait_for
+from order_engine.service import OrderEngine, OrderEngineSettings
 from tests.order_engine.conftest import RunningEngine
 
 pytestmark = pytest.mark.integration
@@ -164,3 +171,26 @@ async def test_bad_input_is_rejected_with_a_reason_and_counted(
     assert engine.runner.readiness() == (True, "")
     # and it still trades
     assert (await alice.new_order("AAPL", Side.BUY, "1", "228.50")).exec_type is ExecType.ACCEPTED
+
+
+async def test_an_engine_that_cannot_create_its_streams_waits_not_ready_and_says_why(
+    fresh_nats: NatsServer, tmp_path: Path, client_bus: Bus
+) -> None:
+    # Another stream already captures part of ord.in.>: ORD_IN cannot be created.
+    blocker = StreamConfig(name="BLOCKER", subjects=[subjects.order_entry(Tier.P1, "someone", ">")])
+    await client_bus.ensure_stream(blocker)
+    settings = load_settings(
+        OrderEngineSettings, {}, nats_url=[fresh_nats.url], instance="blocked", data_dir=str(tmp_path)
+    )
+    runner = Runner(OrderEngine, settings)
+    task = asyncio.create_task(runner.run(install_signals=False))
+    try:
+        await wait_for(lambda: "cannot set up the order streams" in runner.readiness()[1], timeout=10)
+        assert runner.state == "ready"  # up, heartbeating, answering /readyz with the reason
+        await client_bus.js.delete_stream("BLOCKER")
+        await wait_for(lambda: runner.readiness()[0], timeout=20)
+        client = OrderClient(client_bus, "alice", timeout=10)
+        assert (await client.new_order("AAPL", Side.BUY, "1", "1.00")).exec_type is ExecType.ACCEPTED
+    finally:
+        runner.request_stop()
+        assert await asyncio.wait_for(task, 30) == 0

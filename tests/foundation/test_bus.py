@@ -175,7 +175,9 @@ async def test_request_reply_with_typed_errors(bus: Bus, uid: str) -> None:
         await bus.request(subjects.order_query(uid + "nobody"), order, m.ExecReport, timeout=0.5)
 
 
-async def test_jetstream_deduplicates_by_message_id(bus: Bus, uid: str) -> None:
+async def test_jetstream_deduplicates_by_message_id(fresh_nats: NatsServer, uid: str) -> None:
+    # A server of its own: the stream captures order-entry subjects that services' streams also claim.
+    bus = await connected(fresh_nats.url, uid)
     await bus.ensure_stream(
         StreamConfig(name=f"S{uid}", subjects=[subjects.order_entry(Tier.P1, uid, ">")], duplicate_window=60)
     )
@@ -195,6 +197,7 @@ async def test_jetstream_deduplicates_by_message_id(bus: Bus, uid: str) -> None:
     await bus.ensure_stream(
         StreamConfig(name=f"S{uid}", subjects=[subjects.order_entry(Tier.P1, uid, ">")], duplicate_window=120)
     )
+    await bus.close()
 
 
 async def test_the_bus_reconnects_after_the_server_restarts(fresh_nats: NatsServer, uid: str) -> None:

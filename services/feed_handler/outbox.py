@@ -170,11 +170,12 @@ class Publisher:
     slow) never holds up a trade: trades have their own task and, with dedicated_p0, their own socket."""
 
     def __init__(self, outbox: Outbox, p0: Publish, p1: Publish, p2: Publish | None = None) -> None:
-        """`p0`, `p1`, `p2`: the publish of the connection each tier goes out on (p2 defaults to p1)."""
+        """`p0`, `p1`, `p2`: the publish of the connection each tier goes out on (p2 defaults to p0: the
+        urgent task must never wait on the connection that carries quotes)."""
         self.outbox = outbox
         self._p0 = p0
         self._p1 = p1
-        self._p2 = p2 or p1
+        self._p2 = p2 or p0
         self.published_total = 0
         self.errors_total = 0
         self.log = get_logger("feed_handler.publisher")

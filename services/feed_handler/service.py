@@ -59,9 +59,10 @@ class FeedHandler(Service[FeedHandlerSettings]):
         self.publisher: Publisher | None = None
 
     async def start(self) -> None:
-        # straight onto the connections: trades on the p0 one (dedicated_p0), the rest on the main one
+        # straight onto the connections: trades and feed status on the p0 one (dedicated_p0), quotes and
+        # book on the main one; a stalled main connection then never holds up a trade or a status
         p0, main = self.bus.conn(Tier.P0), self.bus.conn(Tier.P1)
-        self.publisher = Publisher(self.outbox, p0.publish, main.publish)
+        self.publisher = Publisher(self.outbox, p0.publish, main.publish, p2=p0.publish)
         self.spawn(self.publisher.run(), name="publisher")
         self.manager.load(load_feeds(self.settings.config_file))
         # What exists now lives as long as the process: keep it out of the collector's full scans.

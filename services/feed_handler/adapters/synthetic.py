@@ -20,6 +20,35 @@ from nexus.instruments import Instrument, load_instruments
 from nexus.messages import BookDelta, BookSnapshot, Quote, Trade, now_ns
 
 _ZERO = Decimal(0)
+CACHE_MAX = 4096
+
+
+class _Decimals:
+    """Ticks and lots of one instrument as Decimals, memoised: the ladder keeps revisiting the same
+    prices and the sizes come from a fixed table, so most conversions are a dict lookup."""
+
+    __slots__ = ("inst", "lots", "ticks")
+
+    def __init__(self, inst: Instrument) -> None:
+        self.inst = inst
+        self.ticks: dict[int, Decimal] = {}
+        self.lots: dict[int, Decimal] = {}
+
+    def price(self, ticks: int) -> Decimal:
+        d = self.ticks.get(ticks)
+        if d is None:
+            if len(self.ticks) >= CACHE_MAX:
+                self.ticks.clear()
+            d = self.ticks[ticks] = self.inst.price(ticks)
+        return d
+
+    def qty(self, lots: int) -> Decimal:
+        d = self.lots.get(lots)
+        if d is None:
+            if len(self.lots) >= CACHE_MAX:
+                self.lots.clear()
+            d = self.lots[lots] = self.inst.qty(lots)
+        return d
 
 
 class SyntheticAdapter(Adapter[SyntheticFeed]):
@@ -27,6 +56,7 @@ class SyntheticAdapter(Adapter[SyntheticFeed]):
         super().__init__(config, ctx)
         self.market: SyntheticMarket | None = None
         self.events_total = 0
+        self._decimals: dict[str, _Decimals] = {}
 
     def _make_market(self) -> SyntheticMarket:
         cfg = self.config
@@ -53,12 +83,13 @@ class SyntheticAdapter(Adapter[SyntheticFeed]):
     async def run(self) -> None:
         if self.market is None:
             self.market = self._make_market()  # prices carry on across restarts
+            self._decimals = {sym: _Decimals(self.market.instrument(sym)) for sym in self.market.by_name}
         market = self.market
         ctx = self.ctx
         ctx.live("synthetic")
         now = now_ns()
         for sym in market.by_name:
-            inst = market.instrument(sym)
+            inst = self._decimals[sym]
             bids, asks, uid = market.ladder(sym)
             if self.config.book_levels:
                 ctx.emit(
@@ -96,9 +127,8 @@ class SyntheticAdapter(Adapter[SyntheticFeed]):
                 await pacer.breathe()  # yield (and wait for room when the publisher is behind)
 
     def _event(self, ev: Event) -> None:
-        assert self.market is not None
         ctx = self.ctx
-        inst = self.market.instrument(ev.symbol)
+        inst = self._decimals[ev.symbol]
         now = now_ns()
         if ev.trade_id:
             ctx.emit(
@@ -133,7 +163,7 @@ class SyntheticAdapter(Adapter[SyntheticFeed]):
 
     def _quote(self, sym: str, uid: int, now: int) -> None:
         assert self.market is not None
-        inst = self.market.instrument(sym)
+        inst = self._decimals[sym]
         bid, ask = self.market.top(sym)
         self.ctx.emit(
             Quote(

@@ -173,8 +173,11 @@ class MatchingEngine:
 
     # -- entry point --------------------------------------------------------------------------------
 
-    def process(self, cmd: Command, ts: int) -> list[Output]:
-        """Apply one command; return its outputs in publication order."""
+    def process(
+        self, cmd: Command, ts: int, *, cancel_reason: str = Reason.CANCELLED_BY_CLIENT
+    ) -> list[Output]:
+        """Apply one command; return its outputs in publication order. `cancel_reason` is the reason the
+        orders a cancel-all closes carry (CANCELLED_BY_RISK when the kill switch sent it)."""
         self.commands_total += 1
         out: list[Output] = []
         try:
@@ -185,7 +188,7 @@ class MatchingEngine:
             elif type(cmd) is ReplaceOrder:
                 self._replace(cmd, ts, out)
             elif type(cmd) is CancelAll:
-                self._cancel_all(cmd, ts, out)
+                self._cancel_all(cmd, ts, out, cancel_reason)
             else:
                 raise Rejected(Reason.INVALID_FIELD, f"not an order command: {type(cmd).__name__}")
         except Rejected as rej:
@@ -480,7 +483,7 @@ class MatchingEngine:
         self._remember((cmd.account, cmd.client_order_id), report)
         return report
 
-    def _cancel_all(self, cmd: CancelAll, ts: int, out: list[Output]) -> None:
+    def _cancel_all(self, cmd: CancelAll, ts: int, out: list[Output], reason: str) -> None:
         everywhere = cmd.symbol is None or cmd.symbol == ALL_SYMBOLS
         scope = list(self.syms.values()) if everywhere else [self._symbol(cmd.symbol or "")]
         key = (cmd.account, cmd.client_order_id)
@@ -516,7 +519,7 @@ class MatchingEngine:
                     leaves=0,
                     client_order_id=cmd.client_order_id,
                     orig_client_order_id=order.coid,
-                    reason=Reason.CANCELLED_BY_CLIENT,
+                    reason=reason,
                     ts_cmd=cmd.ts,
                 )
                 order.last = report

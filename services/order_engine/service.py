@@ -44,6 +44,8 @@ from nexus.messages import (
     OrderQuery,
     Reason,
     ReplaceOrder,
+    RiskCancelAll,
+    RiskReject,
     Trade,
     now_ns,
 )
@@ -129,7 +131,11 @@ class OrderEngine(Service[OrderEngineSettings]):
             resume_from=lambda: self.in_seq + 1,
         )
         self.gateway = Gateway(bus)
-        self.decoder = messages.decoder(messages.OrderCommandMsg)
+        self.decoder = messages.decoder(
+            messages.ApprovedCommandMsg if s.engine_input == "approved" else messages.OrderCommandMsg
+        )
+        """Risk's refusals (RiskReject) and kill-switch cancels (RiskCancelAll) come only on the approved
+        input; on client entry they do not decode as commands."""
         self.in_seq = 0
         """The last input sequence applied to the engine."""
         self.acked_seq = 0
@@ -422,15 +428,23 @@ class OrderEngine(Service[OrderEngineSettings]):
             return engine.reject_raw(
                 account, symbol, _client_order_id(msg.data), Reason.DECODE_ERROR, str(exc), ts
             )
-        problem = _route_problem(cmd, account, symbol)
+        decided_by_risk = type(cmd) is RiskReject or type(cmd) is RiskCancelAll
+        order_cmd = cmd.command if decided_by_risk else cmd
+        problem = _route_problem(order_cmd, account, symbol)
         if problem:
-            return engine.reject_raw(account, symbol, cmd.client_order_id, Reason.INVALID_FIELD, problem, ts)
+            coid = order_cmd.client_order_id
+            return engine.reject_raw(account, symbol, coid, Reason.INVALID_FIELD, problem, ts)
         try:
+            if type(cmd) is RiskReject:
+                return engine.reject(cmd.command, cmd.reason, cmd.text, ts)
+            if type(cmd) is RiskCancelAll:
+                return engine.process(cmd.command, ts, cancel_reason=Reason.CANCELLED_BY_RISK)
             return engine.process(cmd, ts)
         except Exception as exc:  # a bug: say so loudly, answer the client, keep serving everyone else
             self.counters["engine_errors_total"] += 1
             self.log.exception("engine.error", command=repr(cmd), error=repr(exc))
-            return engine.reject_raw(account, symbol, cmd.client_order_id, Reason.ENGINE_ERROR, repr(exc), ts)
+            coid = order_cmd.client_order_id
+            return engine.reject_raw(account, symbol, coid, Reason.ENGINE_ERROR, repr(exc), ts)
 
     def _subject(self, out: Output) -> str:
         if type(out) is Trade:

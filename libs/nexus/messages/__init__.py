@@ -46,6 +46,8 @@ from nexus.messages.orders import (
     OrderQuery,
     Reason,
     ReplaceOrder,
+    RiskCancelAll,
+    RiskReject,
 )
 from nexus.messages.portfolio import CovEstimator, MeanEstimator, Objective, OptimizeRequest
 from nexus.messages.system import (
@@ -62,6 +64,8 @@ from nexus.messages.system import (
 # One tagged union per stream.
 MarketDataMsg: TypeAlias = Trade | Quote | BookSnapshot | BookDelta
 OrderCommandMsg: TypeAlias = NewOrder | CancelOrder | ReplaceOrder | CancelAll
+ApprovedCommandMsg: TypeAlias = OrderCommandMsg | RiskReject | RiskCancelAll
+"""What the approved stream (ORD_OK) carries: risk's decision on each command."""
 AnyMessage: TypeAlias = (
     Trade
     | Quote
@@ -83,6 +87,8 @@ AnyMessage: TypeAlias = (
     | OptimizeRequest
     | OrderQuery
     | BookRequest
+    | RiskReject
+    | RiskCancelAll
 )
 
 PUBLIC_MESSAGES: Final[tuple[type[Message], ...]] = (
@@ -139,6 +145,7 @@ def tag_of(kind: type[Message]) -> str:
 __all__ = [
     "PUBLIC_MESSAGES",
     "AccountRisk",
+    "ApprovedCommandMsg",
     "Alert",
     "AnyMessage",
     "BookDelta",
@@ -174,6 +181,8 @@ __all__ = [
     "Reason",
     "ReplaceOrder",
     "RiskAudit",
+    "RiskCancelAll",
+    "RiskReject",
     "Severity",
     "Side",
     "StpMode",

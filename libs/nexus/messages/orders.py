@@ -96,6 +96,24 @@ class ExecReport(Message, frozen=True, kw_only=True, tag="exec_report"):
     ts_event: Nanos = 0
 
 
+class RiskReject(Message, frozen=True, kw_only=True, tag="risk_reject"):
+    """Risk's refusal of a command, stored on ord.ok.* in the command's place under the command's own
+    Nats-Msg-Id: whatever risk decides again after a restart, the stream keeps one decision per command,
+    and the engine answers it like any other (a REJECTED report with this reason and text)."""
+
+    command: NewOrder | CancelOrder | ReplaceOrder | CancelAll
+    reason: str
+    text: str = ""
+
+
+class RiskCancelAll(Message, frozen=True, kw_only=True, tag="risk_cancel_all"):
+    """The kill switch cancelling an account's open orders: the engine runs `command` and reports each
+    cancel with reason CANCELLED_BY_RISK."""
+
+    command: CancelAll
+    text: str = ""
+
+
 class Reason(StrEnum):
     """Reject and cancel reason codes. Carried as plain strings on the wire so new codes never break
     an older consumer; compare with these constants."""

@@ -1,0 +1,166 @@
+"""Risk's intake: a durable JetStream consumer of the order-entry stream per priority tier, each with its
+own connection, task and queue, deciding and forwarding in batches.
+
+    intake = Intake(js, stream="ORD_IN", tier=Tier.P1, decide=service.decide)
+    await intake.start()            # creates/binds the durable consumer `risk-p1`
+    ...                             # each command: decide -> (subject, msg id, bytes) -> ORD_OK; then ack
+
+A command is acknowledged only after what risk decided for it (the approved command, or a RiskReject in
+its place) is stored in the approved stream under the command's own Nats-Msg-Id. If risk dies in between,
+JetStream delivers the command again and the new decision is a duplicate the stream drops: each command
+has exactly one stored decision, and the engine answers each stored decision once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+
+from nexus.bus import MSG_ID
+from nexus.logs import get_logger
+from nexus.resilience import Backoff
+from nexus.subjects import Tier
+
+Forward = tuple[str, str, bytes]
+"""(subject on ord.ok.*, Nats-Msg-Id, payload) of one decision."""
+
+
+def consumer_name(tier: Tier) -> str:
+    return f"risk-{tier.value}"
+
+
+class Intake:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        stream: str,
+        filter_subject: str,
+        tier: Tier,
+        decide: Callable[[Msg, Tier], Forward],
+        batch: int = 500,
+        max_ack_pending: int = 20_000,
+        ack_wait: float = 10.0,
+        publish_timeout: float = 2.0,
+    ) -> None:
+        self.js = js
+        self.stream = stream
+        self.filter_subject = filter_subject
+        self.tier = tier
+        self.decide = decide
+        self.batch = batch
+        self.max_ack_pending = max_ack_pending
+        self.ack_wait = ack_wait
+        self.publish_timeout = publish_timeout
+        self.log = get_logger("risk.intake").bind(tier=tier.value)
+        self.queue: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._sub: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.received_total = 0
+        self.forwarded_total = 0
+        self.republished_total = 0
+        self.duplicates_total = 0
+        self.publish_failures_total = 0
+        self.last_batch_us = 0.0
+
+    async def start(self) -> None:
+        config = ConsumerConfig(
+            durable_name=consumer_name(self.tier),
+            description=f"risk checks, {self.tier.value} commands",
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_ack_pending=self.max_ack_pending,
+            filter_subject=self.filter_subject,
+        )
+        self._sub = await self.js.subscribe(
+            self.filter_subject,
+            durable=consumer_name(self.tier),
+            stream=self.stream,
+            config=config,
+            cb=self._on_msg,
+            manual_ack=True,
+            pending_msgs_limit=4 * self.max_ack_pending,
+        )
+        self._task = asyncio.create_task(self._run(), name=f"risk-intake-{self.tier.value}")
+
+    async def stop(self) -> None:
+        """Stop taking commands; what is queued but not decided stays unacknowledged (redelivered)."""
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self.queue.append(msg)
+        self.received_total += 1
+        self._arrived.set()
+
+    async def _run(self) -> None:
+        queue = self.queue
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            while queue:
+                n = min(len(queue), self.batch)
+                batch = [queue.popleft() for _ in range(n)]
+                t0 = time.perf_counter()
+                forwards = [self.decide(msg, self.tier) for msg in batch]
+                await self._store(forwards)
+                for msg in batch:
+                    await msg.ack()
+                self.forwarded_total += n
+                self.last_batch_us = (time.perf_counter() - t0) * 1e6
+
+    async def _store(self, forwards: list[Forward]) -> None:
+        """Publish every decision and wait until each is stored (or found a duplicate); what fails is
+        sent again, with the same id, until it is stored."""
+        pending = forwards
+        backoff = Backoff(base=0.05, cap=2.0)
+        while pending:
+            futures = []
+            for subject, msg_id, payload in pending:
+                futures.append(await self.js.publish_async(subject, payload, headers={MSG_ID: msg_id}))
+            failed: list[Forward] = []
+            done = await _gather_bounded(futures, self.publish_timeout)
+            for fwd, result in zip(pending, done, strict=True):
+                if not isinstance(result, PubAck):
+                    failed.append(fwd)
+                elif result.duplicate:
+                    self.duplicates_total += 1
+            if failed:
+                self.publish_failures_total += 1
+                self.republished_total += len(failed)
+                self.log.warning("intake.store_failed", failed=len(failed), of=len(pending))
+                await asyncio.sleep(backoff.next())
+            pending = failed
+
+
+async def _gather_bounded(futures: list[asyncio.Future[PubAck]], timeout: float) -> list[object]:
+    """Each future's result or exception; one still open after `timeout` counts as a TimeoutError."""
+    _, still_open = await asyncio.wait(futures, timeout=timeout)
+    out: list[object] = []
+    for fut in futures:
+        if fut in still_open:
+            fut.cancel()
+            out.append(nats.errors.TimeoutError())
+        elif fut.exception() is not None:
+            out.append(fut.exception())
+        else:
+            out.append(fut.result())
+    return out

@@ -1,0 +1,344 @@
+"""An account as risk sees it: positions, open orders, P&L and worst-case exposure. Pure (no I/O).
+
+    account = Account("alice")
+    account.add_order("c1", "BTC-USD", Side.BUY, Decimal("1"), Decimal("64000"), reduce_only=False)
+    account.on_report(report)                       # an ExecReport of the engine: fills, cancels, ...
+    account.refresh(market)                         # exposure and unrealised P&L at the current marks
+
+Quantities and money are Decimals (exact, and on this machine a Decimal add or compare costs less than a
+float conversion). Positions are signed (long > 0). P&L uses the average cost of the open position:
+a fill that reduces the position realises (fill price - average) x closed quantity x the position's sign;
+a fill that goes through zero closes the old position and opens the rest at the fill price.
+
+Exposure counts open orders worst-case, per symbol: `long` = position + every open buy filled, `short` =
+position - every open sell filled; the symbol's gross exposure is max(|long|, |short|) x mark. Net exposure
+is the larger of |sum of long x mark| and |sum of short x mark| over the account's symbols.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from decimal import Decimal
+
+from nexus.messages import AccountRisk, ExecReport, ExecType, Position, Side, TradingState
+
+ZERO = Decimal(0)
+_BUY = Side.BUY
+
+
+class Market:
+    """Marks (the reference price of each symbol) and the best bid/ask market orders are priced against."""
+
+    __slots__ = ("asks", "bids", "marks", "version")
+
+    def __init__(self) -> None:
+        self.marks: dict[str, Decimal] = {}
+        self.bids: dict[str, Decimal] = {}
+        self.asks: dict[str, Decimal] = {}
+        self.version = 0
+        """Bumped on every mark change; accounts recompute exposure when theirs is older."""
+
+    def quote(self, symbol: str, bid: Decimal | None, ask: Decimal | None) -> None:
+        if bid is not None:
+            self.bids[symbol] = bid
+        else:
+            self.bids.pop(symbol, None)
+        if ask is not None:
+            self.asks[symbol] = ask
+        else:
+            self.asks.pop(symbol, None)
+        if bid is not None and ask is not None and bid > 0 and ask > 0:
+            self.mark(symbol, (bid + ask) / 2)
+
+    def mark(self, symbol: str, price: Decimal) -> None:
+        if self.marks.get(symbol) != price:
+            self.marks[symbol] = price
+            self.version += 1
+
+
+class OpenOrder:
+    __slots__ = ("price", "qty", "reduce_only", "side", "symbol")
+
+    def __init__(
+        self, symbol: str, side: Side, qty: Decimal, price: Decimal | None, reduce_only: bool
+    ) -> None:
+        self.symbol = symbol
+        self.side = side
+        self.qty = qty
+        """Open (leaves) quantity."""
+        self.price = price
+        self.reduce_only = reduce_only
+
+
+class Holding:
+    """One symbol of an account: position, average cost, realised P&L, open quantity on each side."""
+
+    __slots__ = ("avg_px", "open_buy", "open_sell", "qty", "realised", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.qty = ZERO
+        self.avg_px = ZERO
+        self.realised = ZERO
+        self.open_buy = ZERO
+        self.open_sell = ZERO
+
+    def fill(self, side: Side, qty: Decimal, price: Decimal) -> Decimal:
+        """Apply a fill; return the P&L it realised."""
+        pos = self.qty
+        signed = qty if side is _BUY else -qty
+        if pos == 0 or (pos > 0) == (signed > 0):
+            total = abs(pos) + qty
+            self.avg_px = (self.avg_px * abs(pos) + price * qty) / total
+            self.qty = pos + signed
+            return ZERO
+        closed = min(qty, abs(pos))
+        realised = (price - self.avg_px) * closed if pos > 0 else (self.avg_px - price) * closed
+        self.realised += realised
+        self.qty = pos + signed
+        if self.qty == 0:
+            self.avg_px = ZERO
+        elif (self.qty > 0) != (pos > 0):
+            self.avg_px = price  # went through zero: the rest is a new position at this price
+        return realised
+
+    def unrealised(self, mark: Decimal | None) -> Decimal:
+        if not self.qty or mark is None:
+            return ZERO
+        return (mark - self.avg_px) * self.qty
+
+
+class Account:
+    """Positions, open orders and P&L of one account, and the cached aggregates the checks read."""
+
+    __slots__ = (
+        "_day",
+        "_seen_order",
+        "_version",
+        "contrib",
+        "gross",
+        "holdings",
+        "name",
+        "net_long",
+        "net_short",
+        "orders",
+        "realised_today",
+        "realised_total",
+        "seen",
+        "seen_memory",
+        "state",
+        "unrealised",
+    )
+
+    def __init__(self, name: str, *, seen_memory: int = 100_000) -> None:
+        self.name = name
+        self.state = TradingState.ACTIVE
+        self.holdings: dict[str, Holding] = {}
+        self.orders: dict[str, OpenOrder] = {}
+        """Open orders by client order id (an order keeps its id through replaces)."""
+        self.seen: set[str] = set()
+        """Client order ids of new orders already used (the newest `seen_memory`)."""
+        self._seen_order: deque[str] = deque()
+        self.seen_memory = seen_memory
+        self.realised_today = ZERO
+        self.realised_total = ZERO
+        self._day = _today()
+        # aggregates at the marks of market version `_version` (-1: stale)
+        self._version = -1
+        self.contrib: dict[str, tuple[Decimal, Decimal, Decimal, Decimal, Decimal | None]] = {}
+        """symbol -> (gross, long value, short value, unrealised, the mark they were valued at)."""
+        self.gross = ZERO
+        self.net_long = ZERO
+        self.net_short = ZERO
+        self.unrealised = ZERO
+
+    # -- orders ---------------------------------------------------------------------------------------
+
+    def holding(self, symbol: str) -> Holding:
+        h = self.holdings.get(symbol)
+        if h is None:
+            h = self.holdings[symbol] = Holding(symbol)
+        return h
+
+    def remember_id(self, coid: str) -> None:
+        seen = self.seen
+        if coid in seen:
+            return
+        seen.add(coid)
+        order = self._seen_order
+        order.append(coid)
+        if len(order) > self.seen_memory:
+            seen.discard(order.popleft())
+
+    def add_order(
+        self, coid: str, symbol: str, side: Side, qty: Decimal, price: Decimal | None, reduce_only: bool
+    ) -> None:
+        if coid in self.orders:
+            return
+        self.orders[coid] = OpenOrder(symbol, side, qty, price, reduce_only)
+        h = self.holding(symbol)
+        if side is _BUY:
+            h.open_buy += qty
+        else:
+            h.open_sell += qty
+        self._revalue(h)
+
+    def set_leaves(self, coid: str, leaves: Decimal, price: Decimal | None = None) -> None:
+        order = self.orders.get(coid)
+        if order is None:
+            return
+        h = self.holding(order.symbol)
+        delta = leaves - order.qty
+        if order.side is _BUY:
+            h.open_buy += delta
+        else:
+            h.open_sell += delta
+        if price is not None:
+            order.price = price
+        if leaves <= 0:
+            del self.orders[coid]
+        else:
+            order.qty = leaves
+        self._revalue(h)
+
+    # -- what the engine reports ----------------------------------------------------------------------
+
+    def on_report(self, r: ExecReport) -> Decimal:
+        """Apply one exec report of this account; return the P&L a fill realised (else 0)."""
+        kind = r.exec_type
+        realised = ZERO
+        if kind is ExecType.PARTIALLY_FILLED or kind is ExecType.FILLED:
+            if r.last_qty and r.last_px is not None and r.side is not None:
+                h = self.holding(r.symbol)
+                realised = h.fill(r.side, r.last_qty, r.last_px)
+                self._book_realised(realised, r.ts_event)
+                self._revalue(h)
+            coid = r.orig_client_order_id or r.client_order_id
+            if coid not in self.orders and r.leaves_qty and r.side is not None:
+                self.add_order(coid, r.symbol, r.side, r.leaves_qty, r.price, False)
+            else:
+                self.set_leaves(coid, r.leaves_qty or ZERO)
+        elif kind is ExecType.ACCEPTED:
+            if r.side is not None:  # a cancel-all's acknowledgement has no side
+                self.remember_id(r.client_order_id)
+                if r.leaves_qty and r.client_order_id not in self.orders:
+                    self.add_order(r.client_order_id, r.symbol, r.side, r.leaves_qty, r.price, False)
+        elif kind is ExecType.CANCELLED:
+            self.set_leaves(r.orig_client_order_id or r.client_order_id, ZERO)
+        elif kind is ExecType.REPLACED:
+            self.set_leaves(r.orig_client_order_id, r.leaves_qty or ZERO, r.price)
+        elif kind is ExecType.REJECTED and not r.orig_client_order_id:
+            self.set_leaves(r.client_order_id, ZERO)  # a new order the engine refused
+        return realised
+
+    def _book_realised(self, amount: Decimal, ts: int) -> None:
+        day = _today(ts)
+        if day != self._day:
+            self._day = day
+            self.realised_today = ZERO
+        self.realised_today += amount
+        self.realised_total += amount
+
+    def roll_day(self, now_ns: int | None = None) -> None:
+        """Start a new trading day (today's realised P&L back to 0) when the UTC date has changed."""
+        day = _today(now_ns)
+        if day != self._day:
+            self._day = day
+            self.realised_today = ZERO
+
+    # -- exposure -------------------------------------------------------------------------------------
+
+    def _revalue(self, h: Holding) -> None:
+        """Update one symbol's share of the aggregates after its position or open orders changed, at
+        the mark the aggregates were computed with (a symbol not valued yet waits for `refresh`)."""
+        if self._version < 0:
+            return
+        old = self.contrib.get(h.symbol)
+        if old is None:
+            self._version = -1
+            return
+        mark = old[4]
+        if mark is None:
+            return
+        long_q = h.qty + h.open_buy
+        short_q = h.qty - h.open_sell
+        new = (
+            max(abs(long_q), abs(short_q)) * mark,
+            long_q * mark,
+            short_q * mark,
+            (mark - h.avg_px) * h.qty if h.qty else ZERO,
+            mark,
+        )
+        self.contrib[h.symbol] = new
+        self.gross += new[0] - old[0]
+        self.net_long += new[1] - old[1]
+        self.net_short += new[2] - old[2]
+        self.unrealised += new[3] - old[3]
+
+    def refresh(self, market: Market) -> None:
+        """Recompute exposure and unrealised P&L if the marks or the account changed since last time."""
+        if self._version == market.version:
+            return
+        marks = market.marks
+        gross = net_long = net_short = unrealised = ZERO
+        contrib = self.contrib
+        for symbol, h in self.holdings.items():
+            mark = marks.get(symbol)
+            if mark is None:
+                contrib[symbol] = (ZERO, ZERO, ZERO, ZERO, None)
+                continue
+            long_q = h.qty + h.open_buy
+            short_q = h.qty - h.open_sell
+            c = (
+                max(abs(long_q), abs(short_q)) * mark,
+                long_q * mark,
+                short_q * mark,
+                (mark - h.avg_px) * h.qty if h.qty else ZERO,
+                mark,
+            )
+            contrib[symbol] = c
+            gross += c[0]
+            net_long += c[1]
+            net_short += c[2]
+            unrealised += c[3]
+        self.gross, self.net_long, self.net_short, self.unrealised = gross, net_long, net_short, unrealised
+        self._version = market.version
+
+    def snapshot(self, market: Market, ts: int = 0) -> AccountRisk:
+        """Positions, P&L and exposure as a message (for the state subject, REST and stats)."""
+        self.refresh(market)
+        positions = []
+        open_notional = ZERO
+        for symbol, h in sorted(self.holdings.items()):
+            mark = market.marks.get(symbol)
+            open_notional += (h.open_buy + h.open_sell) * (mark or ZERO)
+            if h.qty or h.realised or h.open_buy or h.open_sell:
+                positions.append(
+                    Position(
+                        symbol=symbol,
+                        qty=h.qty,
+                        avg_px=h.avg_px if h.qty else None,
+                        mark=mark,
+                        realised_pnl=float(h.realised),
+                        unrealised_pnl=float(h.unrealised(mark)),
+                    )
+                )
+        return AccountRisk(
+            account=self.name,
+            state=self.state,
+            positions=tuple(positions),
+            realised_pnl=float(self.realised_today),
+            unrealised_pnl=float(self.unrealised),
+            gross_exposure=float(self.gross),
+            net_exposure=float(max(abs(self.net_long), abs(self.net_short))),
+            open_order_exposure=float(open_notional),
+            open_orders=len(self.orders),
+            ts=ts,
+        )
+
+
+def _today(ts_ns: int | None = None) -> dt.date:
+    if not ts_ns:
+        return dt.datetime.now(dt.UTC).date()
+    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).date()

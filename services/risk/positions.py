@@ -40,15 +40,18 @@ class Market:
         """Bumped on every mark change; accounts recompute exposure when theirs is older."""
 
     def quote(self, symbol: str, bid: Decimal | None, ask: Decimal | None) -> None:
-        if bid is not None:
+        """A venue's top of book: a side without a positive price has no best price."""
+        if bid is not None and bid > 0:
             self.bids[symbol] = bid
         else:
             self.bids.pop(symbol, None)
-        if ask is not None:
+            bid = None
+        if ask is not None and ask > 0:
             self.asks[symbol] = ask
         else:
             self.asks.pop(symbol, None)
-        if bid is not None and ask is not None and bid > 0 and ask > 0:
+            ask = None
+        if bid is not None and ask is not None:
             self.mark(symbol, (bid + ask) / 2)
 
     def mark(self, symbol: str, price: Decimal) -> None:

@@ -5,6 +5,7 @@ declaring a silent feed dead."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,25 @@ url = "{url}/stream"
 symbols = ["BTCUSD"]
 {options}
 """
+
+
+BACKOFF_REASON = re.compile(r"retry in (\d+\.\d+)s \(ceiling (\d+\.\d+)s\)$")
+
+
+def observed_backoffs(statuses: list[m.FeedStatus]) -> list[tuple[float, float, float]]:
+    """(delay, ceiling, seconds until the next `connecting` status) of every published backoff. The
+    periodic status repeats the current state and reason: only changes count."""
+    key = [(s.state, s.reason) for s in statuses]
+    changes = [s for i, s in enumerate(statuses) if i == 0 or key[i - 1] != key[i]]
+    out = []
+    for i, s in enumerate(changes):
+        if s.state != "backoff":
+            continue
+        match = BACKOFF_REASON.search(s.reason)
+        assert match, s.reason
+        following = next(n for n in changes[i + 1 :] if n.state == "connecting")
+        out.append((float(match[1]), float(match[2]), (following.ts - s.ts) / 1e9))
+    return out
 
 
 async def test_backoff_within_jitter_bounds_breaker_opens_half_opens_and_the_feed_comes_back(
@@ -62,12 +82,26 @@ async def test_backoff_within_jitter_bounds_breaker_opens_half_opens_and_the_fee
             for attempt, delay, ceiling in history:
                 assert ceiling == pytest.approx(min(0.3, 0.05 * 2**attempt))
                 assert 0.0 <= delay <= ceiling  # full jitter: uniform in [0, ceiling]
+            assert len({delay for _, delay, _ in history}) > 1  # drawn, not a fixed schedule
+
+            # what an outside observer sees: each published backoff names its delay and ceiling, and
+            # the next attempt is published that long after it (the feed really waited the drawn delay)
+            await wait_for(lambda: any(s.state == "circuit_open" for s in statuses.msgs), timeout=5)
+            waits = observed_backoffs(statuses.msgs)
+            assert [(round(d, 3), round(cl, 3)) for d, cl, _ in waits] == [
+                (round(d, 3), round(cl, 3)) for _, d, cl in history
+            ]
+            for delay, _ceiling, waited in waits:
+                assert delay - 0.02 <= waited <= delay + 0.25, (delay, waited)  # loop-clock slack
 
             # after the cool-down one trial goes through (half-open); it fails, the breaker re-opens
             await wait_for(
                 lambda: any(s.state == "connecting" and s.reason == "half-open trial" for s in statuses.msgs),
                 timeout=5,
             )
+            opened = next(s.ts for s in statuses.msgs if s.state == "circuit_open")
+            trial = next(s.ts for s in statuses.msgs if s.reason == "half-open trial")
+            assert (trial - opened) / 1e9 >= 1.5 - 0.01  # not before breaker_reset has elapsed
             await wait_for(
                 lambda: str(feed.state) == "circuit_open" and c.connect_failures_total == 5, timeout=5
             )

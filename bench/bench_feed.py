@@ -250,8 +250,15 @@ async def raw_cross_process(url: str, n: int, payload: bytes) -> float:
     return rate
 
 
-def median_latency(samples: list[Latency]) -> Latency:
-    return sorted(samples, key=lambda x: x.p99_us)[len(samples) // 2]
+def median_latency(samples: list[Latency]) -> str:
+    """The median run by p99, and the p50/p99 ranges over every run."""
+    mid = sorted(samples, key=lambda x: x.p99_us)[len(samples) // 2]
+    p50 = [s.p50_us for s in samples]
+    p99 = [s.p99_us for s in samples]
+    return (
+        f"{mid}\n{'':46}over {len(samples)} runs: p50 {min(p50):,.0f}-{max(p50):,.0f} µs, "
+        f"p99 {min(p99):,.0f}-{max(p99):,.0f} µs"
+    )
 
 
 def main() -> None:

@@ -192,6 +192,8 @@ def main() -> None:
             rows["shared"].append(run(scenario(url, True, "shared", seconds)))
     mid = sorted(rr, key=lambda x: x.p99_us)[len(rr) // 2]
     print(f"raw nats-py request/reply round trip          {mid}")
+    rr_p99 = [r.p99_us for r in rr]
+    print(f"{'':35}over {len(rr)} runs: p99 {min(rr_p99):,.0f}-{max(rr_p99):,.0f} µs")
     labels = {
         "none": "trades, no flood                 ",
         "dedicated": "trades + flood, own p0 connection ",
@@ -201,7 +203,13 @@ def main() -> None:
         lat = sorted((s[0] for s in samples), key=lambda x: x.p99_us)[len(samples) // 2]
         pub = sorted(s[1] for s in samples)[len(samples) // 2]
         lost = sorted(s[2] for s in samples)[len(samples) // 2]
+        p50 = [s[0].p50_us for s in samples]
+        p99 = [s[0].p99_us for s in samples]
         print(f"{labels[key]} {lat}   published {pub:,.0f} msgs/s, conflated+dropped {lost:,.0f}")
+        print(
+            f"{'':35}over {len(samples)} runs: p50 {min(p50):,.0f}-{max(p50):,.0f} µs, "
+            f"p99 {min(p99):,.0f}-{max(p99):,.0f} µs"
+        )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
@@ -49,7 +50,7 @@ class Intake:
         decide: Callable[[Msg, Tier], Forward],
         batch: int = 500,
         max_ack_pending: int = 20_000,
-        ack_wait: float = 10.0,
+        ack_wait: float = 30.0,
         publish_timeout: float = 2.0,
     ) -> None:
         self.js = js
@@ -74,10 +75,22 @@ class Intake:
         self.last_batch_us = 0.0
 
     async def start(self) -> None:
+        """(Re)create the durable consumer from the first command not acknowledged (its ack floor + 1):
+        what a previous process took but did not finish is delivered again now, not after ack_wait."""
+        name = consumer_name(self.tier)
+        start_seq = 1
+        try:
+            info = await self.js.consumer_info(self.stream, name)
+        except nats.js.errors.NotFoundError:
+            pass
+        else:
+            start_seq = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+            await self.js.delete_consumer(self.stream, name)
         config = ConsumerConfig(
-            durable_name=consumer_name(self.tier),
-            description=f"risk checks, {self.tier.value} commands",
-            deliver_policy=DeliverPolicy.ALL,
+            durable_name=name,
+            description=f"risk checks, {self.tier.value} commands (recreated at start from its ack floor)",
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start_seq,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_ack_pending=self.max_ack_pending,
@@ -85,13 +98,14 @@ class Intake:
         )
         self._sub = await self.js.subscribe(
             self.filter_subject,
-            durable=consumer_name(self.tier),
+            durable=name,
             stream=self.stream,
             config=config,
             cb=self._on_msg,
             manual_ack=True,
             pending_msgs_limit=4 * self.max_ack_pending,
         )
+        self.log.info("intake.started", consumer=name, from_seq=start_seq)
         self._task = asyncio.create_task(self._run(), name=f"risk-intake-{self.tier.value}")
 
     async def stop(self) -> None:

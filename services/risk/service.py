@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -59,6 +60,7 @@ CONTROL_BUCKET = "RISK_CONTROL"
 AUDIT_STREAM = "RISK_AUDIT"
 _STATES_KEY = "states"
 _LIMITS_KEY = "limits"
+_MARKS_KEY = "marks"
 GLOBAL = "_global"
 """The key of the global trading state among the per-account ones."""
 
@@ -84,6 +86,10 @@ class RiskSettings(Settings, kw_only=True, forbid_unknown_fields=True):
             raise SettingsError(var_name("engine_partitions"), self.engine_partitions, "must be 1..1024")
         if not 1 <= self.risk_batch <= 10_000:
             raise SettingsError(var_name("risk_batch"), self.risk_batch, "must be 1..10000")
+
+
+def _str(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 class Risk(Service[RiskSettings]):
@@ -170,6 +176,7 @@ class Risk(Service[RiskSettings]):
             tier=Tier.P0,
         )
         self.spawn(self._publish_states(), name="risk-states")
+        self.spawn(self._save_marks(), name="risk-marks")
         self.started = True
         self.log.info(
             "risk.started",
@@ -357,6 +364,15 @@ class Risk(Service[RiskSettings]):
                 self.checker.global_state = state
             else:
                 self.checker.account(name).state = state
+        marks = await self._load(_MARKS_KEY) or {}
+        market = self.checker.market
+        for symbol, (mark, bid, ask) in marks.items():  # until live market data says otherwise
+            if symbol not in market.marks and mark is not None:
+                market.mark(symbol, Decimal(mark))
+                if bid is not None:
+                    market.bids[symbol] = Decimal(bid)
+                if ask is not None:
+                    market.asks[symbol] = Decimal(ask)
         self.overrides = await self._load(_LIMITS_KEY) or {}
         for scope, patch in self.overrides.items():
             self.limits.update(scope, msgspec.convert(patch, AccountLimits, strict=False))
@@ -389,12 +405,32 @@ class Risk(Service[RiskSettings]):
     # -- account state out -----------------------------------------------------------------------------
 
     async def _publish_states(self) -> None:
+        """AccountRisk of each account that changed, every NEXUS_RISK_STATE_INTERVAL."""
         while True:
             await asyncio.sleep(self.settings.risk_state_interval)
             dirty, self._dirty = self._dirty, set()
             for name in sorted(dirty):
                 snap = self.account_risk(name)
                 await self.bus.publish(snap, subject=subjects.risk_state(name))
+
+    async def _save_marks(self, every: float = 0.25) -> None:
+        """Keep the marks in the control bucket, so a restarted risk service prices orders at once
+        (with marks at most this old) instead of refusing them until live market data arrives."""
+        saved_version = -1
+        while True:
+            await asyncio.sleep(every)
+            market = self.checker.market
+            if market.version == saved_version:
+                continue
+            saved_version = market.version
+            marks = {
+                s: (str(m), _str(market.bids.get(s)), _str(market.asks.get(s)))
+                for s, m in market.marks.items()
+            }
+            try:
+                await self._save(_MARKS_KEY, marks)
+            except Exception as exc:  # NATS away for a moment: next time
+                self.log.warning("risk.marks_not_saved", error=repr(exc))
 
     def account_risk(self, name: str) -> AccountRisk:
         acct = self.checker.account(name)

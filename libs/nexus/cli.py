@@ -40,6 +40,11 @@ SERVICES: tuple[tuple[str, str, int], ...] = (
 )
 """Everything `nexus up` starts, in start order. The monitor's port is the dashboard."""
 
+SERVICE_ENV: dict[str, dict[str, str]] = {
+    "order-engine": {"NEXUS_ENGINE_INPUT": "approved"},  # risk sits in front: the engine reads ORD_OK
+}
+"""Settings `nexus up` gives one service (compose.yaml says the same)."""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nexus", description="Nexus trading backbone")
@@ -130,7 +135,7 @@ def _child_specs(args: argparse.Namespace) -> list[ChildSpec]:
         if only and name not in only:
             continue
         port = args.http_port_base + offset if args.http_port_base else free_port()
-        specs.append(ChildSpec(name=name, module=module, http_port=port))
+        specs.append(ChildSpec(name=name, module=module, http_port=port, env=SERVICE_ENV.get(name, {})))
     return specs
 
 

@@ -321,7 +321,7 @@ class Account:
                     Position(
                         symbol=symbol,
                         qty=h.qty,
-                        avg_px=h.avg_px if h.qty else None,
+                        avg_px=_display(h.avg_px) if h.qty else None,
                         mark=mark,
                         realised_pnl=float(h.realised),
                         unrealised_pnl=float(h.unrealised(mark)),
@@ -339,6 +339,15 @@ class Account:
             open_orders=len(self.orders),
             ts=ts,
         )
+
+
+_DISPLAY = Decimal("1e-8")
+
+
+def _display(value: Decimal) -> Decimal:
+    """An average price for people: 8 decimal places at most, no trailing zeros beyond the input's."""
+    rounded = value.quantize(_DISPLAY)
+    return rounded if rounded != value else value
 
 
 def _today(ts_ns: int | None = None) -> dt.date:

@@ -144,84 +144,98 @@ class Checker:
         verdict = self._check_new(o, now)
         if verdict is None:
             self.approved_total += 1
-            acct = self.accounts[o.account]
-            acct.remember_id(o.client_order_id)
-            acct.add_order(o.client_order_id, o.symbol, o.side, o.qty, o.price, o.reduce_only)
         else:
             self.rejects[verdict[0]] = self.rejects.get(verdict[0], 0) + 1
         return verdict
 
     def _check_new(self, o: NewOrder, now: float) -> Verdict:
-        t = self.trader(o.account, now)
-        if t is None:
-            return Reason.UNKNOWN_ACCOUNT, f"account {o.account!r} is not configured"
+        # The hot path: what a passing order costs is written out inline (no helper calls for checks
+        # that pass); a failing check calls the helper that says why.
+        t = self.traders.get(o.account)
+        if t is None or t.limits_version != self.limits.version:
+            t = self.trader(o.account, now)
+            if t is None:
+                return Reason.UNKNOWN_ACCOUNT, f"account {o.account!r} is not configured"
         acct, lim = t.account, t.limits
-        state = self.state_of(acct)
-        if state is _HALTED:
-            return Reason.TRADING_HALTED, "trading is halted: new orders are refused, cancels pass"
-        sym = lim.symbol(o.symbol)
+        state = acct.state
+        g = self.global_state
+        if g is not _ACTIVE or state is not _ACTIVE:
+            state = self.state_of(acct)
+            if state is _HALTED:
+                return Reason.TRADING_HALTED, "trading is halted: new orders are refused, cancels pass"
+        symbol = o.symbol
+        sym = lim.symbols.get(symbol) or lim.symbol(symbol)
         if sym is None:
-            return Reason.UNKNOWN_SYMBOL, f"unknown symbol {o.symbol!r}"
+            return Reason.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}"
         if not sym.tradable:
-            return Reason.INSTRUMENT_NOT_TRADABLE, f"{o.symbol} is not tradable"
+            return Reason.INSTRUMENT_NOT_TRADABLE, f"{symbol} is not tradable"
         qty = o.qty
-        bad = _qty_problem(qty, sym)
-        if bad is not None:
-            return bad
+        if qty <= 0 or qty % sym.lot or qty < sym.min_qty or qty > sym.max_order_qty:
+            return _qty_problem(qty, sym)
         price = o.price
         market = o.order_type is _MARKET
         if not market:
             if price is None:
                 return Reason.PRICE_REQUIRED, "a limit order needs a price"
-            bad = _price_problem(price, sym)
-            if bad is not None:
-                return bad
-        if o.client_order_id in acct.seen or o.client_order_id in acct.orders:
-            return Reason.DUPLICATE_ORDER_ID, f"client order id {o.client_order_id!r} was already used"
+            if price <= 0 or price % sym.tick:
+                return _price_problem(price, sym)
+        coid = o.client_order_id
+        if coid in acct.seen or coid in acct.orders:
+            return Reason.DUPLICATE_ORDER_ID, f"client order id {coid!r} was already used"
 
         buy = o.side is _BUY
-        h = acct.holdings.get(o.symbol)
-        pos = h.qty if h is not None else ZERO
-        open_same = (h.open_buy if buy else h.open_sell) if h is not None else ZERO
-        reduces = (
-            (pos < 0 and pos + open_same + qty <= 0) if buy else (pos > 0 and pos - open_same - qty >= 0)
-        )
-        if state is _REDUCING and not reduces:
-            return (
-                Reason.TRADING_REDUCING,
-                "trading is reducing-only: this order would not reduce the position",
-            )
-        if o.reduce_only and not reduces:
-            return Reason.REDUCE_ONLY, f"reduce-only order would not reduce the {o.symbol} position ({pos})"
+        h = acct.holdings.get(symbol)
+        if h is None:
+            reduces = False
+        elif buy:
+            pos = h.qty
+            reduces = pos < 0 and pos + h.open_buy + qty <= 0
+        else:
+            pos = h.qty
+            reduces = pos > 0 and pos - h.open_sell - qty >= 0
+        if not reduces:
+            if state is _REDUCING:
+                return (
+                    Reason.TRADING_REDUCING,
+                    "trading is reducing-only: this order would not reduce the position",
+                )
+            if o.reduce_only:
+                pos = h.qty if h is not None else ZERO
+                return Reason.REDUCE_ONLY, f"reduce-only order would not reduce the {symbol} position ({pos})"
 
         mkt = self.market
-        ref = mkt.marks.get(o.symbol)
+        ref = mkt.marks.get(symbol)
         if market:
-            best = mkt.asks.get(o.symbol) if buy else mkt.bids.get(o.symbol)
+            best = mkt.asks.get(symbol) if buy else mkt.bids.get(symbol)
             if best is None:
                 return Reason.NO_REFERENCE_PRICE, f"no {'ask' if buy else 'bid'} to price a market order"
             price = best
         elif ref is None:
             if lim.require_reference:
-                return Reason.NO_REFERENCE_PRICE, f"no reference price for {o.symbol} yet"
+                return Reason.NO_REFERENCE_PRICE, f"no reference price for {symbol} yet"
         else:
-            bad = _collar_problem(price, ref, sym)  # type: ignore[arg-type]
-            if bad is not None:
-                return bad
+            band = ref * sym.collar_pct
+            if sym.collar_band > band:
+                band = sym.collar_band
+            if price > ref + band or price < ref - band:  # type: ignore[operator]
+                return _collar_problem(price, ref, sym)  # type: ignore[arg-type]
         assert price is not None
         notional = price * qty
-        if lim.max_notional is not None and notional > lim.max_notional:
-            return Reason.MAX_NOTIONAL, f"notional {notional} above {lim.max_notional}"
+        cap = lim.max_notional
+        if cap is not None and notional > cap:
+            return Reason.MAX_NOTIONAL, f"notional {notional} above {cap}"
         if len(acct.orders) >= lim.max_open_orders:
             return (
                 Reason.MAX_OPEN_ORDERS,
                 f"{len(acct.orders)} open orders, the limit is {lim.max_open_orders}",
             )
-        bad = self._exposure_problem(acct, lim, sym, o.symbol, buy, qty, h, ref or price, reduces)
+        bad = self._exposure_problem(acct, lim, sym, symbol, buy, qty, h, ref or price, reduces)
         if bad is not None:
             return bad
         if not t.orders.take(now):
             return Reason.RATE_LIMIT, f"more than {lim.orders_per_sec:g} orders/s (burst {lim.order_burst})"
+        acct.remember_id(coid)
+        acct.add_order(coid, symbol, o.side, qty, o.price, o.reduce_only)
         return None
 
     def _exposure_problem(
@@ -252,7 +266,8 @@ class Checker:
                 Reason.MAX_POSITION,
                 f"{symbol} position could reach {worst}, the limit is {sym.max_position}",
             )
-        acct.refresh(self.market)
+        if acct.version != self.market.version:
+            acct.refresh(self.market)
         old = acct.contrib.get(symbol)
         gross = acct.gross - (old[0] if old else ZERO) + worst * mark
         if lim.max_gross_exposure is not None and gross > lim.max_gross_exposure and not reduces:

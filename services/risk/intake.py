@@ -73,6 +73,8 @@ class Intake:
         self.duplicates_total = 0
         self.publish_failures_total = 0
         self.last_batch_us = 0.0
+        self.batches_total = 0
+        self.store_us_total = 0.0
 
     async def start(self) -> None:
         """(Re)create the durable consumer from the first command not acknowledged (its ack floor + 1):
@@ -135,10 +137,13 @@ class Intake:
                 batch = [queue.popleft() for _ in range(n)]
                 t0 = time.perf_counter()
                 forwards = [self.decide(msg, self.tier) for msg in batch]
+                t1 = time.perf_counter()
                 await self._store(forwards)
+                self.store_us_total += (time.perf_counter() - t1) * 1e6
                 for msg in batch:
                     await msg.ack()
                 self.forwarded_total += n
+                self.batches_total += 1
                 self.last_batch_us = (time.perf_counter() - t0) * 1e6
 
     async def _store(self, forwards: list[Forward]) -> None:

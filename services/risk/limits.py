@@ -181,7 +181,6 @@ class AccountView:
     __slots__ = (
         "_instruments",
         "_layers",
-        "_symbols",
         "collar_pct",
         "collar_ticks",
         "credit_limit",
@@ -197,13 +196,15 @@ class AccountView:
         "order_burst",
         "orders_per_sec",
         "require_reference",
+        "symbols",
     )
 
     def __init__(self, name: str, layers: list[AccountLimits], instruments: Mapping[str, Instrument]) -> None:
         self.name = name
         self._layers = layers
         self._instruments = instruments
-        self._symbols: dict[str, SymbolView | None] = {}
+        self.symbols: dict[str, SymbolView | None] = {}
+        """Resolved per-symbol limits, filled by `symbol()` (read directly on the hot path)."""
 
         def pick(field: str) -> Any:
             return next((v for v in (getattr(layer, field) for layer in layers) if v is not None), None)
@@ -227,7 +228,7 @@ class AccountView:
     def symbol(self, symbol: str) -> SymbolView | None:
         """Resolved limits on `symbol`; None when it is not a known instrument."""
         try:
-            return self._symbols[symbol]
+            return self.symbols[symbol]
         except KeyError:
             pass
         inst = self._instruments.get(symbol)
@@ -235,7 +236,7 @@ class AccountView:
         if inst is not None:
             per_symbol = [layer.symbol[symbol] for layer in self._layers if symbol in layer.symbol]
             view = SymbolView(inst, per_symbol, self)
-        self._symbols[symbol] = view
+        self.symbols[symbol] = view
         return view
 
 

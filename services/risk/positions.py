@@ -118,7 +118,6 @@ class Account:
     __slots__ = (
         "_day",
         "_seen_order",
-        "_version",
         "contrib",
         "gross",
         "holdings",
@@ -132,6 +131,7 @@ class Account:
         "seen_memory",
         "state",
         "unrealised",
+        "version",
     )
 
     def __init__(self, name: str, *, seen_memory: int = 100_000) -> None:
@@ -147,8 +147,8 @@ class Account:
         self.realised_today = ZERO
         self.realised_total = ZERO
         self._day = _today()
-        # aggregates at the marks of market version `_version` (-1: stale)
-        self._version = -1
+        # aggregates at the marks of market version `version` (-1: stale)
+        self.version = -1
         self.contrib: dict[str, tuple[Decimal, Decimal, Decimal, Decimal, Decimal | None]] = {}
         """symbol -> (gross, long value, short value, unrealised, the mark they were valued at)."""
         self.gross = ZERO
@@ -180,7 +180,7 @@ class Account:
         if coid in self.orders:
             return
         self.orders[coid] = OpenOrder(symbol, side, qty, price, reduce_only)
-        h = self.holding(symbol)
+        h = self.holdings.get(symbol) or self.holding(symbol)
         if side is _BUY:
             h.open_buy += qty
         else:
@@ -255,11 +255,11 @@ class Account:
     def _revalue(self, h: Holding) -> None:
         """Update one symbol's share of the aggregates after its position or open orders changed, at
         the mark the aggregates were computed with (a symbol not valued yet waits for `refresh`)."""
-        if self._version < 0:
+        if self.version < 0:
             return
         old = self.contrib.get(h.symbol)
         if old is None:
-            self._version = -1
+            self.version = -1
             return
         mark = old[4]
         if mark is None:
@@ -281,7 +281,7 @@ class Account:
 
     def refresh(self, market: Market) -> None:
         """Recompute exposure and unrealised P&L if the marks or the account changed since last time."""
-        if self._version == market.version:
+        if self.version == market.version:
             return
         marks = market.marks
         gross = net_long = net_short = unrealised = ZERO
@@ -306,7 +306,7 @@ class Account:
             net_short += c[2]
             unrealised += c[3]
         self.gross, self.net_long, self.net_short, self.unrealised = gross, net_long, net_short, unrealised
-        self._version = market.version
+        self.version = market.version
 
     def snapshot(self, market: Market, ts: int = 0) -> AccountRisk:
         """Positions, P&L and exposure as a message (for the state subject, REST and stats)."""

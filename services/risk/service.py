@@ -44,7 +44,6 @@ from nexus.messages import (
     RiskAudit,
     RiskCancelAll,
     RiskReject,
-    Trade,
     TradingState,
     now_ns,
 )
@@ -76,7 +75,10 @@ class RiskSettings(Settings, kw_only=True, forbid_unknown_fields=True):
     risk_state_interval: PositiveFloat = 1.0
     """Seconds between two AccountRisk publications of an account that changed."""
     risk_mark_venues: list[str] = msgspec.field(default_factory=list)
-    """Venues whose quotes and trades give marks and best prices (empty: every venue)."""
+    """Venues whose quotes and trades give marks and best prices (empty: every venue but the ignored)."""
+    risk_ignore_venues: list[str] = msgspec.field(default_factory=lambda: ["nexus"])
+    """Venues never used for marks: by default the engine's own (the book risk guards must not set the
+    reference a fat-finger order is checked against)."""
     risk_catch_up_timeout: PositiveFloat = 120.0
     """Longest wait at start for the engine's exec streams to be read to their end."""
 
@@ -109,6 +111,7 @@ class Risk(Service[RiskSettings]):
         """Runtime limit changes per scope, replayed over the file at start."""
         self.decoder = messages.decoder(messages.OrderCommandMsg)
         self.mark_venues = frozenset(s.risk_mark_venues)
+        self.ignore_venues = frozenset(s.risk_ignore_venues) - self.mark_venues
         self.intakes: list[Intake] = []
         self.reports: Reports | None = None
         self.kv: KeyValue | None = None
@@ -253,22 +256,22 @@ class Risk(Service[RiskSettings]):
         self._dirty.add(report.account)
 
     def _market_subjects(self) -> list[str]:
+        """Quotes of the mark venues (every venue when none is named). Trades are not read: a quote's
+        mid is the mark, and the trade subjects carry the engine's own prints at order rate."""
         venues = sorted(self.mark_venues) or [ANY]
-        return [f(v, ANY) for v in venues for f in (subjects.quote, subjects.trade)]
+        return [subjects.quote(v, ANY) for v in venues]
 
-    _md_decoder = messages.decoder(Quote | Trade)
+    _md_decoder = messages.decoder(Quote)
 
     async def _on_market_data(self, msg: Msg) -> None:
+        if self.ignore_venues and msg.subject.split(".", 4)[3] in self.ignore_venues:
+            return  # md.<tier>.<kind>.<venue>.<symbol>
         try:
             md = self._md_decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return  # the feed handler's business; risk only skips it
         self.counters["marks_total"] += 1
-        market = self.checker.market
-        if type(md) is Quote:
-            market.quote(md.symbol, md.bid_px, md.ask_px)
-        elif md.symbol not in market.bids or md.symbol not in market.asks:
-            market.mark(md.symbol, md.price)  # a trade sets the mark only where no two-sided quote does
+        self.checker.market.quote(md.symbol, md.bid_px, md.ask_px)
 
     # -- trading states and the kill switch ------------------------------------------------------------
 
@@ -462,6 +465,8 @@ class Risk(Service[RiskSettings]):
             out[f"intake_{tier}_forwarded_total"] = float(intake.forwarded_total)
             out[f"intake_{tier}_duplicates_total"] = float(intake.duplicates_total)
             out[f"intake_{tier}_republished_total"] = float(intake.republished_total)
+            out[f"intake_{tier}_batches_total"] = float(intake.batches_total)
+            out[f"intake_{tier}_store_ms_total"] = intake.store_us_total / 1000
         if self.reports is not None:
             out["reports_total"] = float(self.reports.reports_total)
             out["report_decode_errors_total"] = float(self.reports.decode_errors_total)

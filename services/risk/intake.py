@@ -52,6 +52,7 @@ class Intake:
         max_ack_pending: int = 20_000,
         ack_wait: float = 30.0,
         publish_timeout: float = 2.0,
+        pipeline: int = 4,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -62,17 +63,19 @@ class Intake:
         self.max_ack_pending = max_ack_pending
         self.ack_wait = ack_wait
         self.publish_timeout = publish_timeout
+        self.pipeline = pipeline
+        """Batches whose decisions may wait for their store acknowledgement at once."""
         self.log = get_logger("risk.intake").bind(tier=tier.value)
         self.queue: deque[Msg] = deque()
         self._arrived = asyncio.Event()
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
+        self._confirming: set[asyncio.Task[None]] = set()
         self.received_total = 0
         self.forwarded_total = 0
         self.republished_total = 0
         self.duplicates_total = 0
         self.publish_failures_total = 0
-        self.last_batch_us = 0.0
         self.batches_total = 0
         self.store_us_total = 0.0
 
@@ -121,6 +124,10 @@ class Intake:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._confirming:  # decisions sent: let their acknowledgements come, then ack the commands
+            _, late = await asyncio.wait(self._confirming, timeout=self.publish_timeout * 2)
+            for task in late:
+                task.cancel()
 
     async def _on_msg(self, msg: Msg) -> None:
         self.queue.append(msg)
@@ -128,33 +135,41 @@ class Intake:
         self._arrived.set()
 
     async def _run(self) -> None:
+        """Decide a batch and send its decisions at once; up to `pipeline` batches wait for their store
+        acknowledgements while the next ones are decided and sent. Decisions reach the approved stream
+        in the order the commands came (one connection, one sender); each batch's commands are
+        acknowledged when all of its decisions are stored."""
         queue = self.queue
+        slots = asyncio.Semaphore(self.pipeline)
+        confirming = self._confirming
         while True:
             await self._arrived.wait()
             self._arrived.clear()
             while queue:
                 n = min(len(queue), self.batch)
                 batch = [queue.popleft() for _ in range(n)]
-                t0 = time.perf_counter()
                 forwards = [self.decide(msg, self.tier) for msg in batch]
-                t1 = time.perf_counter()
-                await self._store(forwards)
-                self.store_us_total += (time.perf_counter() - t1) * 1e6
-                for msg in batch:
-                    await msg.ack()
-                self.forwarded_total += n
-                self.batches_total += 1
-                self.last_batch_us = (time.perf_counter() - t0) * 1e6
+                await slots.acquire()
+                futures = await self._send(forwards)
+                task = asyncio.create_task(self._confirm(batch, forwards, futures, time.perf_counter()))
+                confirming.add(task)
+                task.add_done_callback(confirming.discard)
+                task.add_done_callback(lambda _: slots.release())
 
-    async def _store(self, forwards: list[Forward]) -> None:
-        """Publish every decision and wait until each is stored (or found a duplicate); what fails is
-        sent again, with the same id, until it is stored."""
-        pending = forwards
+    async def _send(self, forwards: list[Forward]) -> list[asyncio.Future[PubAck]]:
+        return [
+            await self.js.publish_async(subject, payload, headers={MSG_ID: msg_id})
+            for subject, msg_id, payload in forwards
+        ]
+
+    async def _confirm(
+        self, batch: list[Msg], forwards: list[Forward], futures: list[asyncio.Future[PubAck]], t0: float
+    ) -> None:
+        """Wait until each decision is stored (or found a duplicate); what failed is sent again, with the
+        same id, until it is stored. Then acknowledge the batch's commands."""
         backoff = Backoff(base=0.05, cap=2.0)
-        while pending:
-            futures = []
-            for subject, msg_id, payload in pending:
-                futures.append(await self.js.publish_async(subject, payload, headers={MSG_ID: msg_id}))
+        pending = forwards
+        while True:
             failed: list[Forward] = []
             done = await _gather_bounded(futures, self.publish_timeout)
             for fwd, result in zip(pending, done, strict=True):
@@ -162,12 +177,19 @@ class Intake:
                     failed.append(fwd)
                 elif result.duplicate:
                     self.duplicates_total += 1
-            if failed:
-                self.publish_failures_total += 1
-                self.republished_total += len(failed)
-                self.log.warning("intake.store_failed", failed=len(failed), of=len(pending))
-                await asyncio.sleep(backoff.next())
+            if not failed:
+                break
+            self.publish_failures_total += 1
+            self.republished_total += len(failed)
+            self.log.warning("intake.store_failed", failed=len(failed), of=len(pending))
+            await asyncio.sleep(backoff.next())
             pending = failed
+            futures = await self._send(pending)
+        self.store_us_total += (time.perf_counter() - t0) * 1e6
+        for msg in batch:
+            await msg.ack()
+        self.forwarded_total += len(batch)
+        self.batches_total += 1
 
 
 async def _gather_bounded(futures: list[asyncio.Future[PubAck]], timeout: float) -> list[object]:

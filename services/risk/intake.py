@@ -53,6 +53,7 @@ class Intake:
         ack_wait: float = 30.0,
         publish_timeout: float = 2.0,
         pipeline: int = 4,
+        first_seq: int = 1,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -64,6 +65,8 @@ class Intake:
         self.ack_wait = ack_wait
         self.publish_timeout = publish_timeout
         self.pipeline = pipeline
+        self.first_seq = first_seq
+        """Where a consumer that does not exist yet starts (after what an engine reading ORD_IN took)."""
         """Batches whose decisions may wait for their store acknowledgement at once."""
         self.log = get_logger("risk.intake").bind(tier=tier.value)
         self.queue: deque[Msg] = deque()
@@ -83,7 +86,7 @@ class Intake:
         """(Re)create the durable consumer from the first command not acknowledged (its ack floor + 1):
         what a previous process took but did not finish is delivered again now, not after ack_wait."""
         name = consumer_name(self.tier)
-        start_seq = 1
+        start_seq = self.first_seq
         try:
             info = await self.js.consumer_info(self.stream, name)
         except nats.js.errors.NotFoundError:

@@ -160,6 +160,7 @@ class Risk(Service[RiskSettings]):
         await self.reports.start()
         await self.reports.wait_caught_up(s.risk_catch_up_timeout)
         p0_js = self.bus.conn(Tier.P0).jetstream()
+        first_seq = await self._after_direct_engine()
         for tier, js_ctx in ((Tier.P0, p0_js), (Tier.P1, js)):
             intake = Intake(
                 js_ctx,
@@ -168,6 +169,7 @@ class Risk(Service[RiskSettings]):
                 tier=tier,
                 decide=self.decide,
                 batch=s.risk_batch,
+                first_seq=first_seq,
             )
             await intake.start()
             self.intakes.append(intake)
@@ -187,6 +189,19 @@ class Risk(Service[RiskSettings]):
             reports=self.reports.reports_total,
             global_state=self.checker.global_state.value,
         )
+
+    async def _after_direct_engine(self) -> int:
+        """Where risk's consumers start when they do not exist yet: after every command an engine that
+        read ORD_IN directly has already taken (switching an engine to `approved` must not run those
+        commands twice), else from the first command."""
+        prefix = streams.engine_consumer_name("direct", 0, 1).split("-0of")[0]
+        taken = 0
+        for info in await self.bus.js.consumers_info(streams.ORDER_ENTRY):
+            if (info.name or "").startswith(prefix) and info.delivered is not None:
+                taken = max(taken, info.delivered.stream_seq or 0)
+        if taken:
+            self.log.info("risk.after_direct_engine", first_seq=taken + 1)
+        return taken + 1
 
     async def stop_intake(self) -> None:
         for intake in self.intakes:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +31,7 @@ from nexus.messages import (
 from nexus.natsserver import NatsServer
 from nexus.testing import wait_for
 from risk.limits import AccountLimits
-from tests.order_engine.conftest import RunningEngine
+from tests.order_engine.conftest import RunningEngine, start_engine
 from tests.risk.conftest import RunningRisk, client, publish_quote, start_risk
 
 pytestmark = pytest.mark.integration
@@ -365,3 +366,26 @@ async def test_market_orders_need_an_opposite_price(risk: RunningRisk, client_bu
     await wait_for(lambda: "SPY" not in risk.service.checker.market.asks, timeout=5)
     refused = await alice.new_order("SPY", Side.BUY, "1", order_type=OrderType.MARKET, tif=TimeInForce.IOC)
     assert refused.reason == Reason.NO_REFERENCE_PRICE
+
+
+async def test_switching_an_engine_from_direct_entry_to_risk_runs_nothing_twice(
+    fresh_nats: NatsServer, client_bus: Bus, tmp_path: Path
+) -> None:
+    direct = await start_engine(fresh_nats.url, tmp_path / "var")  # reads ORD_IN itself: no risk
+    alice = await client(client_bus, "alice")
+    first = await alice.new_order("SPY", Side.BUY, "3", price="499.00")
+    assert first.exec_type is ExecType.ACCEPTED
+    assert await direct.stop() == 0
+    risk = await start_risk(fresh_nats.url)
+    approved = await start_engine(fresh_nats.url, tmp_path / "var", engine_input="approved")
+    try:
+        await publish_quote(client_bus, "SPY", "499.99", "500.01")
+        await wait_for(lambda: "SPY" in risk.service.checker.market.marks, timeout=5)
+        assert risk.service.counters["commands_total"] == 0  # the command the engine took is not re-run
+        second = await alice.new_order("SPY", Side.BUY, "2", price="499.00")
+        assert second.exec_type is ExecType.ACCEPTED
+        assert (await alice.book("SPY")).bids == ((D("499.00"), D(5)),)  # books carried over, once
+        assert risk.service.counters["commands_total"] == 1
+    finally:
+        assert await approved.stop() == 0
+        assert await risk.stop() == 0

@@ -207,8 +207,10 @@ def main() -> None:
             print(f"{label} submit->accepted at {args.rate:,.0f}/s  p50 µs {p50}")
             print(f"{label} submit->accepted at {args.rate:,.0f}/s  p99 µs {p99}")
             print(f"{label} highest sustained orders/s        {sat[with_risk]}")
-        print(f"risk's cost: p50 +{lat[True][0].median - lat[False][0].median:,.0f} µs, "
-              f"throughput ratio {sat[True].median / sat[False].median:.2f}")
+        print(
+            f"risk's cost: p50 +{lat[True][0].median - lat[False][0].median:,.0f} µs, "
+            f"throughput ratio {sat[True].median / sat[False].median:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -145,9 +145,9 @@ def tag_of(kind: type[Message]) -> str:
 __all__ = [
     "PUBLIC_MESSAGES",
     "AccountRisk",
-    "ApprovedCommandMsg",
     "Alert",
     "AnyMessage",
+    "ApprovedCommandMsg",
     "BookDelta",
     "BookRequest",
     "BookSnapshot",

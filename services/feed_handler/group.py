@@ -15,7 +15,9 @@ Switching (`choose`, pure):
 Across a switch no trade is published twice and none the new source saw is lost:
 - trade ids already published are remembered per symbol (RecentTradeIds) and skipped;
 - a standby member keeps its last STANDBY_WINDOW seconds of trades; at promotion those not yet published
-  are published (the old primary may have died before sending them);
+  are published (the old primary may have died before sending them), except trades a standby received
+  before the group published its first trade of that symbol: they precede the group's stream (a backup
+  that connected a moment before the primary), publishing them would put an old trade after newer ones;
 - the new active member's latest quote per symbol and a BookSnapshot of each of its synced books are
   published at promotion, so quote and book consumers resync to the new source at once.
 """
@@ -110,6 +112,8 @@ class FailoverGroup:
         self.clock = clock
         self.counters = FeedCounters()
         self.dedupe = RecentTradeIds()
+        self._first_trade: dict[str, float] = {}
+        """Clock time of the group's first published trade per symbol (where its trade stream begins)."""
         self.log = get_logger("feed_handler.group").bind(group=config.name)
         self.active: Feed = members[0]
         self.reason = "primary"
@@ -191,6 +195,8 @@ class FailoverGroup:
                 c.duplicates_total += 1
                 return
             c.trades_total += 1
+            if msg.symbol not in self._first_trade:
+                self._first_trade[msg.symbol] = self.clock()
             self.outbox.put_trade(subjects.trade(msg.venue, msg.symbol), msg, c)
         elif type(msg) is Quote:
             self.outbox.put(subjects.quote(msg.venue, msg.symbol), msg, c)
@@ -242,11 +248,16 @@ class FailoverGroup:
         self.counters.failovers_total += 1
         self.log.warning("feed.failover", old=old.name, new=target.name, reason=reason)
         self.publish_status()
-        # trades the new source saw recently that the old one never published
+        # trades the new source saw recently that the old one never published, from where the group's
+        # stream of that symbol began (a symbol with no trade published yet: all of them)
         cutoff = self.clock() - STANDBY_WINDOW
+        began = dict(self._first_trade)
         replayed = 0
         for t, trade in self._standby[target.name]:
-            if t >= cutoff and (trade.symbol, trade.trade_id) not in self.dedupe:
+            if (
+                t >= max(cutoff, began.get(trade.symbol, cutoff))
+                and (trade.symbol, trade.trade_id) not in self.dedupe
+            ):
                 self._publish(trade)
                 replayed += 1
         self._standby[target.name].clear()

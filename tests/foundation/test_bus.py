@@ -119,19 +119,22 @@ async def test_garbage_bytes_are_counted_logged_dead_lettered_and_survived(
         dead.append(msg.data)  # type: ignore[attr-defined]
 
     sender = await connected(nats_url, f"{uid}-sender")
-    await sender.subscribe_raw(subjects.dead_letter(bus.service), on_dead)
-    await bus.subscribe(subjects.trade(uid, "*"), m.Trade, on_trade)
-    await sender.flush()
-    subject = subjects.trade(uid, "AAA")
-    await sender.publish_raw(subject, b"\x00\xffnot json")
-    await sender.publish_raw(subject, b'{"type":"trade","venue":"x"}')
-    await sender.publish(trade(uid, 7))
-    await wait_for(lambda: len(got) == 1 and len(dead) == 2)
-    assert bus.stats.decode_errors_total == 2
-    assert got[0].trade_id == "7", "the subscriber keeps going after bad input"
-    assert "not json" in bus.stats.decode_samples[0]
-    assert dead[0] == b"\x00\xffnot json"
-    await sender.close()
+    try:
+        await sender.subscribe_raw(subjects.dead_letter(bus.service), on_dead)
+        await bus.subscribe(subjects.trade(uid, "*"), m.Trade, on_trade)
+        await sender.flush()
+        await bus.flush()  # both subscriptions are in place before anything is sent
+        subject = subjects.trade(uid, "AAA")
+        await sender.publish_raw(subject, b"\x00\xffnot json")
+        await sender.publish_raw(subject, b'{"type":"trade","venue":"x"}')
+        await sender.publish(trade(uid, 7))
+        await wait_for(lambda: len(got) == 1 and len(dead) == 2)
+        assert bus.stats.decode_errors_total == 2
+        assert got[0].trade_id == "7", "the subscriber keeps going after bad input"
+        assert "not json" in bus.stats.decode_samples[0]
+        assert dead[0] == b"\x00\xffnot json"
+    finally:
+        await sender.close()
 
 
 async def test_a_failing_handler_is_counted_and_the_subscription_survives(bus: Bus, uid: str) -> None:

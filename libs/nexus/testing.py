@@ -22,11 +22,56 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nexus.procs import die_with_parent, free_port
 
+if TYPE_CHECKING:
+    from nexus.runtime import Runner, Service
+    from nexus.settings import Settings
+
 T = TypeVar("T")
+
+
+class InProcessService:
+    """A service running on its runner in this event loop (for tests that look inside it).
+
+        running = await InProcessService.start(Risk, settings)
+        running.service.checker ...
+        assert await running.stop() == 0
+    """
+
+    def __init__(self, runner: Runner, task: asyncio.Task[int]) -> None:
+        self.runner = runner
+        self.task = task
+
+    @property
+    def service(self) -> Any:
+        return self.runner.service
+
+    @classmethod
+    async def start(
+        cls, service_cls: type[Service[Any]], settings: Settings, timeout: float = 30.0
+    ) -> InProcessService:
+        """Start and wait until ready; if it fails or never gets ready, stop it and raise."""
+        from nexus.runtime import Runner
+
+        runner = Runner(service_cls, settings)
+        task = asyncio.create_task(runner.run(install_signals=False))
+        try:
+            await wait_for(lambda: runner.readiness()[0] or task.done(), timeout=timeout)
+            if task.done():
+                task.result()
+        except BaseException:
+            runner.request_stop()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        return cls(runner, task)
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        """Graceful stop; the exit code the runner returns."""
+        self.runner.request_stop()
+        return await asyncio.wait_for(self.task, timeout)
 
 
 class ServiceProcess:

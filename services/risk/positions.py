@@ -149,7 +149,7 @@ class Account:
         self._day = _today()
         # aggregates at the marks of market version `version` (-1: stale)
         self.version = -1
-        self.contrib: dict[str, tuple[Decimal, Decimal, Decimal, Decimal, Decimal | None]] = {}
+        self.contrib: dict[str, Contribution] = {}
         """symbol -> (gross, long value, short value, unrealised, the mark they were valued at)."""
         self.gross = ZERO
         self.net_long = ZERO
@@ -264,16 +264,7 @@ class Account:
         mark = old[4]
         if mark is None:
             return
-        long_q = h.qty + h.open_buy
-        short_q = h.qty - h.open_sell
-        new = (
-            max(abs(long_q), abs(short_q)) * mark,
-            long_q * mark,
-            short_q * mark,
-            (mark - h.avg_px) * h.qty if h.qty else ZERO,
-            mark,
-        )
-        self.contrib[h.symbol] = new
+        new = self.contrib[h.symbol] = _contribution(h, mark)
         self.gross += new[0] - old[0]
         self.net_long += new[1] - old[1]
         self.net_short += new[2] - old[2]
@@ -291,16 +282,7 @@ class Account:
             if mark is None:
                 contrib[symbol] = (ZERO, ZERO, ZERO, ZERO, None)
                 continue
-            long_q = h.qty + h.open_buy
-            short_q = h.qty - h.open_sell
-            c = (
-                max(abs(long_q), abs(short_q)) * mark,
-                long_q * mark,
-                short_q * mark,
-                (mark - h.avg_px) * h.qty if h.qty else ZERO,
-                mark,
-            )
-            contrib[symbol] = c
+            c = contrib[symbol] = _contribution(h, mark)
             gross += c[0]
             net_long += c[1]
             net_short += c[2]
@@ -339,6 +321,22 @@ class Account:
             open_orders=len(self.orders),
             ts=ts,
         )
+
+
+Contribution = tuple[Decimal, Decimal, Decimal, Decimal, Decimal | None]
+"""One symbol's share of an account's aggregates: (gross, long value, short value, unrealised, the mark)."""
+
+
+def _contribution(h: Holding, mark: Decimal) -> Contribution:
+    long_q = h.qty + h.open_buy  # every open buy filled
+    short_q = h.qty - h.open_sell  # every open sell filled
+    return (
+        max(abs(long_q), abs(short_q)) * mark,
+        long_q * mark,
+        short_q * mark,
+        (mark - h.avg_px) * h.qty if h.qty else ZERO,
+        mark,
+    )
 
 
 _DISPLAY = Decimal("1e-8")

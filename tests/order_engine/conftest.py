@@ -3,7 +3,6 @@ own (the order-flow streams have fixed names, so each test gets a clean server).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,25 +12,16 @@ import pytest
 from nexus.bus import Bus
 from nexus.client import OrderClient
 from nexus.natsserver import NatsServer
-from nexus.runtime import Runner
 from nexus.settings import load_settings
-from nexus.testing import wait_for
+from nexus.testing import InProcessService
 from order_engine.service import OrderEngine, OrderEngineSettings
 
 
-class RunningEngine:
-    def __init__(self, runner: Runner, task: asyncio.Task[int]) -> None:
-        self.runner = runner
-        self.task = task
-
+class RunningEngine(InProcessService):
     @property
     def service(self) -> OrderEngine:
         assert isinstance(self.runner.service, OrderEngine)
         return self.runner.service
-
-    async def stop(self) -> int:
-        self.runner.request_stop()
-        return await asyncio.wait_for(self.task, 30)
 
 
 async def start_engine(url: str, data_dir: Path, **overrides: Any) -> RunningEngine:
@@ -44,17 +34,9 @@ async def start_engine(url: str, data_dir: Path, **overrides: Any) -> RunningEng
         heartbeat_interval=0.2,
         **overrides,
     )
-    runner = Runner(OrderEngine, settings)
-    task = asyncio.create_task(runner.run(install_signals=False))
-    try:
-        await wait_for(lambda: runner.readiness()[0] or task.done(), timeout=20)
-        if task.done():
-            task.result()
-    except BaseException:
-        runner.request_stop()
-        await asyncio.gather(task, return_exceptions=True)
-        raise
-    return RunningEngine(runner, task)
+    running = await RunningEngine.start(OrderEngine, settings, timeout=20)
+    assert isinstance(running, RunningEngine)
+    return running
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ nats-server of the test's own, and a market-data publisher for marks."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -16,28 +15,19 @@ from nexus.bus import Bus
 from nexus.client import OrderClient
 from nexus.messages import Quote, now_ns
 from nexus.natsserver import NatsServer
-from nexus.runtime import Runner
 from nexus.settings import load_settings
-from nexus.testing import wait_for
+from nexus.testing import InProcessService, wait_for
 from risk.service import Risk, RiskSettings
 from tests.order_engine.conftest import RunningEngine, start_engine
 
 LIMITS = Path(__file__).with_name("limits_test.toml")
 
 
-class RunningRisk:
-    def __init__(self, runner: Runner, task: asyncio.Task[int]) -> None:
-        self.runner = runner
-        self.task = task
-
+class RunningRisk(InProcessService):
     @property
     def service(self) -> Risk:
         assert isinstance(self.runner.service, Risk)
         return self.runner.service
-
-    async def stop(self) -> int:
-        self.runner.request_stop()
-        return await asyncio.wait_for(self.task, 30)
 
 
 async def start_risk(url: str, **overrides: Any) -> RunningRisk:
@@ -51,17 +41,9 @@ async def start_risk(url: str, **overrides: Any) -> RunningRisk:
         risk_state_interval=0.1,
         **overrides,
     )
-    runner = Runner(Risk, settings)
-    task = asyncio.create_task(runner.run(install_signals=False))
-    try:
-        await wait_for(lambda: runner.readiness()[0] or task.done(), timeout=30)
-        if task.done():
-            task.result()
-    except BaseException:
-        runner.request_stop()
-        await asyncio.gather(task, return_exceptions=True)
-        raise
-    return RunningRisk(runner, task)
+    running = await RunningRisk.start(Risk, settings)
+    assert isinstance(running, RunningRisk)
+    return running
 
 
 async def publish_quote(bus: Bus, symbol: str, bid: str, ask: str, venue: str = "feed") -> None:

@@ -36,9 +36,9 @@ T = TypeVar("T")
 class InProcessService:
     """A service running on its runner in this event loop (for tests that look inside it).
 
-        running = await InProcessService.start(Risk, settings)
-        running.service.checker ...
-        assert await running.stop() == 0
+    running = await InProcessService.start(Risk, settings)
+    running.service.checker ...
+    assert await running.stop() == 0
     """
 
     def __init__(self, runner: Runner, task: asyncio.Task[int]) -> None:

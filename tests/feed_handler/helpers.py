@@ -4,7 +4,6 @@ Every process started here is stopped by its pid (never by name), also when a te
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from feed_handler.service import FeedHandler, FeedHandlerSettings
 from nexus.procs import die_with_parent, free_port
 from nexus.runtime import Runner
 from nexus.settings import load_settings
-from nexus.testing import wait_for
+from nexus.testing import InProcessService
 from tests.conftest import SHARED_DATA
 
 CRYPTO_WS = SHARED_DATA / "crypto_ws"
@@ -128,16 +127,11 @@ async def feed_handler(
     s = load_settings(
         FeedHandlerSettings, {}, nats_url=[nats_url], instance=instance, config_file=str(config), **values
     )
-    runner = Runner(FeedHandler, s)
-    task = asyncio.create_task(runner.run(install_signals=False))
+    running = await InProcessService.start(FeedHandler, s, timeout=15)
     try:
-        await wait_for(lambda: runner.state == "ready" or task.done(), timeout=15)
-        if task.done():
-            task.result()
-        yield runner
+        yield running.runner
     finally:
-        runner.request_stop()
-        await asyncio.wait_for(task, 20)
+        await running.stop(20)
 
 
 def service(runner: Runner) -> FeedHandler:

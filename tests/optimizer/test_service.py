@@ -23,7 +23,7 @@ from nexus.instruments import Instrument, load_instruments
 from nexus.messages import Objective, OptimizeRequest, PortfolioTarget
 from nexus.runtime import Runner
 from nexus.settings import load_settings
-from nexus.testing import ServiceProcess, wait_for
+from nexus.testing import InProcessService, ServiceProcess, wait_for
 from optimizer.service import Optimizer, OptimizerSettings
 from tests.optimizer.reference import market
 
@@ -110,12 +110,9 @@ async def optimizer(nats_url: str, uid: str) -> AsyncIterator[Runner]:
         max_weight=MAX_WEIGHT,
         heartbeat_interval=0.2,
     )
-    runner = Runner(Optimizer, settings)
-    task = asyncio.create_task(runner.run(install_signals=False))
-    await wait_for(lambda: runner.state == "ready", timeout=10)
-    yield runner
-    runner.request_stop()
-    assert await asyncio.wait_for(task, 10) == 0
+    running = await InProcessService.start(Optimizer, settings, timeout=10)
+    yield running.runner
+    assert await running.stop(10) == 0
 
 
 async def test_live_prices_become_targets_that_sum_to_one_within_bounds(

@@ -15,6 +15,7 @@ going. A handler that raises is counted in `stats.handler_errors` and logged; th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,7 @@ class Bus:
         reconnect_backoff: Backoff | None = None,
         connect_timeout: float = 2.0,
         drain_timeout: float = 5.0,
+        stream_replicas: int = 1,
     ) -> None:
         if not servers:
             raise BusError("no NATS server URL given")
@@ -112,6 +114,8 @@ class Bus:
         self.dedicated_p0 = dedicated_p0
         self.connect_timeout = connect_timeout
         self.drain_timeout = drain_timeout
+        self.stream_replicas = stream_replicas
+        """Replicas of every stream this bus declares (`ensure_stream`); 3 on a 3-node cluster."""
         self.stats = BusStats()
         self.log = get_logger("nexus.bus").bind(conn=name)
         self._backoff = reconnect_backoff or Backoff(base=0.1, cap=2.0)
@@ -408,7 +412,9 @@ class Bus:
         return self._js
 
     async def ensure_stream(self, config: StreamConfig) -> None:
-        """Create a stream, or update it to `config` if it exists."""
+        """Create a stream, or update it to `config` if it exists, with this bus's `stream_replicas`."""
+        if (config.num_replicas or 1) != self.stream_replicas:
+            config = dataclasses.replace(config, num_replicas=self.stream_replicas)
         try:
             await self.js.stream_info(config.name or "")
         except nats.js.errors.NotFoundError:

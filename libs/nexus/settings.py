@@ -48,6 +48,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     drain_timeout: PositiveFloat = 5.0
     config_file: str = ""
     """Optional TOML file with the service's structured config (feeds, limits, instruments)."""
+    stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    """JetStream replicas of the streams and buckets the service declares: 3 on a 3-node cluster (compose),
+    so losing a server loses no stored order."""
     data_dir: str = "var"
     """Where the service keeps local state (snapshots); `make clean` removes it."""
 

@@ -371,7 +371,12 @@ class Risk(Service[RiskSettings]):
             return await self.bus.js.key_value(CONTROL_BUCKET)
         except nats.js.errors.BucketNotFoundError:
             return await self.bus.js.create_key_value(
-                KeyValueConfig(bucket=CONTROL_BUCKET, history=5, storage=StorageType.FILE)
+                KeyValueConfig(
+                    bucket=CONTROL_BUCKET,
+                    history=5,
+                    storage=StorageType.FILE,
+                    replicas=self.bus.stream_replicas,
+                )
             )
 
     async def _load_control(self) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal
 
 import msgspec
+import nats.js.errors
 import pytest
 from nats.js.api import StreamConfig
 
@@ -201,6 +202,21 @@ async def test_jetstream_deduplicates_by_message_id(fresh_nats: NatsServer, uid:
         StreamConfig(name=f"S{uid}", subjects=[subjects.order_entry(Tier.P1, uid, ">")], duplicate_window=120)
     )
     await bus.close()
+
+
+async def test_streams_are_declared_with_the_configured_replicas(nats_url: str, uid: str) -> None:
+    one = await connected(nats_url, uid)
+    three = Bus([nats_url], name=f"{uid}-r3", stream_replicas=3)
+    await three.connect(give_up_after=5)
+    try:
+        await one.ensure_stream(StreamConfig(name=f"R{uid}", subjects=[f"{uid}.r.>"]))
+        assert (await one.js.stream_info(f"R{uid}")).config.num_replicas == 1
+        # a single server cannot hold three replicas: the request reaches it and is refused
+        with pytest.raises(nats.js.errors.APIError, match="replicas"):
+            await three.ensure_stream(StreamConfig(name=f"Q{uid}", subjects=[f"{uid}.q.>"]))
+    finally:
+        await one.close()
+        await three.close()
 
 
 async def test_the_bus_reconnects_after_the_server_restarts(fresh_nats: NatsServer, uid: str) -> None:

@@ -78,6 +78,7 @@ class Runner:
             service=service_cls.name,
             dedicated_p0=service_cls.dedicated_p0,
             drain_timeout=settings.drain_timeout,
+            stream_replicas=settings.stream_replicas,
         )
         self.service = service_cls(settings, self.bus)
         self.log = get_logger("nexus.runtime").bind(service=service_cls.name, instance=settings.instance)

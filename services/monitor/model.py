@@ -56,6 +56,7 @@ from nexus.messages import (
     Heartbeat,
     KillSwitch,
     PortfolioTarget,
+    RiskAudit,
     Severity,
     TradingState,
     now_ns,
@@ -397,6 +398,18 @@ class MonitorModel:
             f"by {ks.operator or '?'}{why}",
             severity=severity,
         )
+
+    def on_risk_audit(self, audit: RiskAudit, now: float) -> None:
+        """A trading-state change risk made (from a NATS kill switch or its REST route): the same alert as
+        the kill-switch request itself (raising an alert that is already up changes nothing)."""
+        if audit.field != "trading_state":
+            return
+        try:
+            state = TradingState(audit.new)
+        except ValueError:
+            return
+        account = audit.scope.removeprefix("account:") if audit.scope.startswith("account:") else ""
+        self.on_kill_switch(KillSwitch(state=state, account=account, operator=audit.operator), now)
 
     def on_account_risk(self, ar: AccountRisk, now: float) -> None:
         self.accounts[ar.account] = (ar, now)

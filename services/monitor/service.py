@@ -29,6 +29,7 @@ from nexus.messages import (
     Heartbeat,
     KillSwitch,
     PortfolioTarget,
+    RiskAudit,
     now_ns,
 )
 from nexus.runtime import Service
@@ -63,6 +64,7 @@ class Monitor(Service[MonitorSettings]):
         await bus.subscribe(subjects.feed_status("*"), FeedStatus, self._on_feed_status)
         await bus.subscribe(subjects.exec_report("*", "*"), ExecReport, self._on_exec_report)
         await bus.subscribe(subjects.kill_switch(), KillSwitch, self._on_kill_switch)
+        await bus.subscribe(subjects.risk_audit(), RiskAudit, self._on_risk_audit)
         await bus.subscribe(subjects.risk_state("*"), AccountRisk, self._on_account_risk)
         await bus.subscribe(subjects.portfolio_target("*"), PortfolioTarget, self._on_portfolio_target)
         if self.settings.monitor_md_latency:
@@ -93,6 +95,11 @@ class Monitor(Service[MonitorSettings]):
     async def _on_kill_switch(self, ks: KillSwitch) -> None:
         self.model.on_kill_switch(ks, self.clock())
         await self.publish_alerts()
+
+    async def _on_risk_audit(self, audit: RiskAudit) -> None:
+        self.model.on_risk_audit(audit, self.clock())
+        if self.model.outbox:
+            await self.publish_alerts()
 
     async def _on_account_risk(self, ar: AccountRisk) -> None:
         self.model.on_account_risk(ar, self.clock())

@@ -17,6 +17,7 @@ from nexus.messages import (
     FeedStatus,
     KillSwitch,
     Reason,
+    RiskAudit,
     TradingState,
 )
 from tests.monitor.helpers import Clocked, heartbeat
@@ -325,6 +326,21 @@ def test_kill_switch_raises_per_account_or_for_all_and_resume_clears() -> None:
     m.on_account_risk(AccountRisk(account="a3", state=TradingState.ACTIVE, realised_pnl=5.0), c.now)
     assert [(a.state, a.source) for a in c.take()] == [("raised", "account:a3"), ("cleared", "account:a3")]
     assert c.model.account_views(c.now)[0].total_pnl == 5.0
+
+
+def test_a_trading_state_change_audited_by_risk_raises_and_clears_the_kill_switch_alert() -> None:
+    # a kill switch set over risk's REST route is seen only as risk's audit event
+    c = Clocked()
+    m = c.model
+    m.on_risk_audit(
+        RiskAudit(scope="global", field="trading_state", old="active", new="halted", operator="ops"), c.now
+    )
+    m.on_risk_audit(RiskAudit(scope="account:a2", field="trading_state", old="active", new="reducing"), c.now)
+    m.on_risk_audit(RiskAudit(scope="a2", field="max_open_orders", old="1", new="2"), c.now)  # not a state
+    raised = c.take()
+    assert [(a.source, a.severity) for a in raised] == [("account:*", "critical"), ("account:a2", "warning")]
+    m.on_risk_audit(RiskAudit(scope="global", field="trading_state", old="halted", new="active"), c.now)
+    assert {a.source for a in c.take() if a.state == "cleared"} == {"account:*", "account:a2"}
 
 
 def test_latency_slo_breach_needs_enough_samples_and_a_hold_and_clears_below_80_percent() -> None:

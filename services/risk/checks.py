@@ -333,24 +333,26 @@ class Checker:
                 bad = _collar_problem(r.price, ref, sym)
                 if bad is not None:
                     return bad
-        grows = r.qty is not None and r.qty > order.qty
+        # A replace's quantity is the whole order (the engine leaves `qty - filled` open); order.qty is
+        # what is open now.
+        leaves = order.qty if r.qty is None else r.qty - order.cum
+        grows = leaves > order.qty
         if state is _REDUCING and grows:
             return (
                 Reason.TRADING_REDUCING,
                 "trading is reducing-only: a replace may not increase the quantity",
             )
         price = r.price if r.price is not None else order.price
-        qty = r.qty if r.qty is not None else order.qty
+        qty = r.qty if r.qty is not None else order.cum + order.qty
         if price is not None:
             notional = price * qty
             if lim.max_notional is not None and notional > lim.max_notional:
                 return Reason.MAX_NOTIONAL, f"notional {notional} above {lim.max_notional}"
         if grows:
-            assert r.qty is not None
             h = acct.holdings.get(r.symbol)
             mark = self.market.marks.get(r.symbol) or price or ZERO
             buy = order.side is _BUY
-            bad = self._exposure_problem(acct, lim, sym, r.symbol, buy, r.qty - order.qty, h, mark, False)
+            bad = self._exposure_problem(acct, lim, sym, r.symbol, buy, leaves - order.qty, h, mark, False)
             if bad is not None:
                 return bad
         if not t.modifies.take(now):

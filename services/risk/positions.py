@@ -61,7 +61,7 @@ class Market:
 
 
 class OpenOrder:
-    __slots__ = ("price", "qty", "reduce_only", "side", "symbol")
+    __slots__ = ("acked", "cum", "price", "qty", "reduce_only", "side", "symbol")
 
     def __init__(
         self, symbol: str, side: Side, qty: Decimal, price: Decimal | None, reduce_only: bool
@@ -72,6 +72,11 @@ class OpenOrder:
         """Open (leaves) quantity."""
         self.price = price
         self.reduce_only = reduce_only
+        self.cum = ZERO
+        """Filled so far (a replace's quantity is the whole order: filled + open)."""
+        self.acked = False
+        """The engine has reported this order (risk approved it, or it came from the reports): a reject
+        of a new order with the same id is about another command (a duplicate), not about this one."""
 
 
 class Holding:
@@ -208,7 +213,11 @@ class Account:
     # -- what the engine reports ----------------------------------------------------------------------
 
     def on_report(self, r: ExecReport) -> Decimal:
-        """Apply one exec report of this account; return the P&L a fill realised (else 0)."""
+        """Apply one exec report of this account; return the P&L a fill realised (else 0).
+
+        The order a report is about: `orig_client_order_id` on the answer to a cancel, replace or
+        cancel-all (whose `client_order_id` is the request's), else `client_order_id` (acceptance,
+        fills, IOC remainders, self-trade cancels and decrements)."""
         kind = r.exec_type
         realised = ZERO
         if kind is ExecType.PARTIALLY_FILLED or kind is ExecType.FILLED:
@@ -222,18 +231,31 @@ class Account:
                 self.add_order(coid, r.symbol, r.side, r.leaves_qty, r.price, False)
             else:
                 self.set_leaves(coid, r.leaves_qty or ZERO)
+            self._engine_saw(coid, r)
         elif kind is ExecType.ACCEPTED:
             if r.side is not None:  # a cancel-all's acknowledgement has no side
                 self.remember_id(r.client_order_id)
                 if r.leaves_qty and r.client_order_id not in self.orders:
                     self.add_order(r.client_order_id, r.symbol, r.side, r.leaves_qty, r.price, False)
+                self._engine_saw(r.client_order_id, r)
         elif kind is ExecType.CANCELLED:
             self.set_leaves(r.orig_client_order_id or r.client_order_id, ZERO)
         elif kind is ExecType.REPLACED:
-            self.set_leaves(r.orig_client_order_id, r.leaves_qty or ZERO, r.price)
+            coid = r.orig_client_order_id or r.client_order_id  # a self-trade decrement names no request
+            self.set_leaves(coid, r.leaves_qty or ZERO, r.price)
+            self._engine_saw(coid, r)
         elif kind is ExecType.REJECTED and not r.orig_client_order_id:
-            self.set_leaves(r.client_order_id, ZERO)  # a new order the engine refused
+            order = self.orders.get(r.client_order_id)
+            if order is not None and not order.acked:  # the new order risk approved, refused by the engine
+                self.set_leaves(r.client_order_id, ZERO)
         return realised
+
+    def _engine_saw(self, coid: str, r: ExecReport) -> None:
+        order = self.orders.get(coid)
+        if order is not None:
+            order.acked = True
+            if r.cum_qty is not None:
+                order.cum = r.cum_qty
 
     def _book_realised(self, amount: Decimal, ts: int) -> None:
         day = _today(ts)

@@ -77,7 +77,7 @@ class AccountLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, om
     credit_limit: NonNegative | None = None
     """Buying power: worst-case gross exposure x margin_rate must stay within credit + today's P&L."""
     margin_rate: Decimal | None = None
-    """> 0."""
+    """A finite number > 0."""
     orders_per_sec: Rate | None = None
     order_burst: Count | None = None
     modifies_per_sec: Rate | None = None
@@ -98,8 +98,9 @@ class AccountLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, om
             self,
             ("max_notional", "max_gross_exposure", "max_net_exposure", "credit_limit", "daily_loss_limit"),
         )
-        if self.margin_rate is not None and self.margin_rate <= 0:
-            raise ValueError(f"margin_rate must be > 0, got {self.margin_rate}")
+        rate = self.margin_rate
+        if rate is not None and (not rate.is_finite() or rate <= 0):  # NaN would raise on compare
+            raise ValueError(f"margin_rate must be a number > 0, got {rate}")
 
 
 def _non_negative(limits: msgspec.Struct, fields: tuple[str, ...]) -> None:

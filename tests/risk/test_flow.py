@@ -278,6 +278,10 @@ async def test_limit_changes_over_rest_are_audited_and_survive_a_restart(
         assert bad.status_code == 422
         assert "max_open_orders" in bad.text
         assert (await http.put("/limits/accounts/alice", content=b"{nope")).status_code == 400
+        for odd in ("NaN", "sNaN", "Infinity", "-1", "0"):
+            bad = await http.put("/limits/accounts/alice", json={"margin_rate": odd})
+            assert bad.status_code == 422, (odd, bad.status_code, bad.text)
+            assert "margin_rate" in bad.text
         unknown = await http.put("/limits/accounts/alice", json={"symbol": {"NOPE": {"max_position": "1"}}})
         assert unknown.status_code == 422
         assert "NOPE" in unknown.text

@@ -40,6 +40,7 @@ from optimizer.bars import PriceBars
 from optimizer.errors import ErrorCode, OptimizerError
 from optimizer.estimators import estimate, log_returns, simple_returns
 from optimizer.problem import Constraints, Problem
+from optimizer.rebalancer import RebalanceConfig, Rebalancer
 from optimizer.solver import PortfolioSolver, Solution, SolverOptions
 
 SECONDS_PER_YEAR = 365 * 86400
@@ -86,6 +87,19 @@ class OptimizerSettings(Settings, kw_only=True, forbid_unknown_fields=True):
     l2: float = 0.0
     max_assets: int = 2000
     """On-demand solves with more assets are refused (TOO_MANY_ASSETS)."""
+    rebalance_account: str = ""
+    """Rebalance this account to each new target (orders through risk); empty = no orders (default)."""
+    rebalance_capital: float = 0.0
+    """What the weights are fractions of, in the quote currency; required (> 0) with an account."""
+    rebalance_min_notional: float = 0.0
+    """Trades below this (|quantity| x mark) are not sent."""
+    rebalance_aggression_bps: float = 5.0
+    """Orders are IOC limits this many basis points through the mid (buys above, sells below)."""
+    rebalance_interval: float = 60.0
+    """Seconds at least between two rebalances (targets in between are not traded)."""
+    rebalance_timeout: PositiveFloat = 5.0
+    """Seconds to wait for an order's answer (then once more with the same order), and for the account's
+    state."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,6 +127,27 @@ class OptimizerSettings(Settings, kw_only=True, forbid_unknown_fields=True):
                 raise SettingsError(var_name(required), None, f"required by objective {objective}")
         if self.periods_per_year < 0:
             raise SettingsError(var_name("periods_per_year"), self.periods_per_year, "must be >= 0")
+        if self.rebalance_account:
+            try:
+                subjects.token(self.rebalance_account)
+            except ValueError as exc:
+                raise SettingsError(var_name("rebalance_account"), self.rebalance_account, str(exc)) from None
+            if not (math.isfinite(self.rebalance_capital) and self.rebalance_capital > 0):
+                raise SettingsError(
+                    var_name("rebalance_capital"),
+                    self.rebalance_capital,
+                    "must be > 0 to rebalance an account",
+                )
+        if not (math.isfinite(self.rebalance_min_notional) and self.rebalance_min_notional >= 0):
+            raise SettingsError(
+                var_name("rebalance_min_notional"), self.rebalance_min_notional, "must be >= 0"
+            )
+        if not 0 <= self.rebalance_aggression_bps < 10_000:
+            raise SettingsError(
+                var_name("rebalance_aggression_bps"), self.rebalance_aggression_bps, "must be in [0, 10000)"
+            )
+        if not self.rebalance_interval >= 0:
+            raise SettingsError(var_name("rebalance_interval"), self.rebalance_interval, "must be >= 0")
 
     @property
     def bars_per_year(self) -> float:
@@ -128,7 +163,8 @@ class Optimizer(Service[OptimizerSettings]):
 
     def __init__(self, settings: OptimizerSettings, bus: Bus) -> None:
         super().__init__(settings, bus)
-        symbols = settings.symbols or list(load_instruments(settings.instruments_file or None))
+        instruments = load_instruments(settings.instruments_file or None)
+        symbols = settings.symbols or list(instruments)
         self.bars = PriceBars(symbols, settings.window)
         self.solver = PortfolioSolver()
         """The live portfolio's solver (warm across periodic solves)."""
@@ -146,6 +182,19 @@ class Optimizer(Service[OptimizerSettings]):
         self.request_errors_total = 0
         self.last_solve_ms = 0.0
         self._outcome = "optimal"
+        self.mids: dict[str, float] = {}
+        """The latest quote mid of each symbol: the marks of rebalance orders."""
+        self.rebalancer: Rebalancer | None = None
+        if settings.rebalance_account:
+            config = RebalanceConfig(
+                account=settings.rebalance_account,
+                capital=settings.rebalance_capital,
+                min_notional=settings.rebalance_min_notional,
+                aggression_bps=settings.rebalance_aggression_bps,
+                interval=settings.rebalance_interval,
+                timeout=settings.rebalance_timeout,
+            )
+            self.rebalancer = Rebalancer(bus, config, instruments, self.mids, self.spawn, self.log)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -155,8 +204,10 @@ class Optimizer(Service[OptimizerSettings]):
                 await self.bus.subscribe(
                     subjects.trade(venue, subjects.ANY), Trade, self.on_trade, tier=Tier.P0
                 )
-            else:
+            if self.settings.price_source == "mid" or self.rebalancer is not None:  # mids: rebalance marks
                 await self.bus.subscribe(subjects.quote(venue, subjects.ANY), Quote, self.on_quote)
+        if self.rebalancer is not None:
+            await self.rebalancer.start()
         await self.bus.subscribe_raw(
             subjects.optimize_request(), self.on_request, queue=subjects.queue_group(self.name, Tier.P1)
         )
@@ -168,10 +219,13 @@ class Optimizer(Service[OptimizerSettings]):
             symbols=list(self.bars.symbols),
             venues=self.settings.venues,
             objective=self.settings.objective.value,
+            rebalance_account=self.settings.rebalance_account or None,
         )
 
     async def stop(self) -> None:
         await self.cancel_tasks()
+        if self.rebalancer is not None:
+            await self.rebalancer.close()
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     # -- market data --------------------------------------------------------------------------------
@@ -182,7 +236,11 @@ class Optimizer(Service[OptimizerSettings]):
     async def on_quote(self, quote: Quote) -> None:
         if quote.bid_px is None or quote.ask_px is None:
             return
-        self.bars.update(quote.symbol, float(quote.bid_px + quote.ask_px) / 2.0)
+        mid = float(quote.bid_px + quote.ask_px) / 2.0
+        if self.rebalancer is not None and math.isfinite(mid) and mid > 0:
+            self.mids[quote.symbol] = mid
+        if self.settings.price_source == "mid":
+            self.bars.update(quote.symbol, mid)
 
     async def _bar_clock(self) -> None:
         loop = asyncio.get_running_loop()
@@ -220,6 +278,8 @@ class Optimizer(Service[OptimizerSettings]):
             await self.bus.publish(target)
             self.published_total += 1
             self._note(target.status, "")
+            if self.rebalancer is not None:
+                self.rebalancer.on_target(target)
 
     def _note(self, outcome: str, reason: str) -> None:
         """One log line when the outcome of the periodic solve changes (not one per solve)."""
@@ -351,6 +411,7 @@ class Optimizer(Service[OptimizerSettings]):
             "expected_return": sol.exp_return if sol else 0.0,
             "expected_volatility": sol.volatility if sol else 0.0,
             "expected_sharpe": sol.sharpe if sol else 0.0,
+            **(self.rebalancer.stats() if self.rebalancer is not None else {}),
         }
 
     def details(self) -> dict[str, Any]:
@@ -371,4 +432,6 @@ class Optimizer(Service[OptimizerSettings]):
             )
         if self.last_error is not None:
             out["last_error"] = {"code": self.last_error.code.value, "reason": self.last_error.reason}
+        if self.rebalancer is not None:
+            out["rebalance"] = self.rebalancer.details()
         return out

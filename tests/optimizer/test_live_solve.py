@@ -78,3 +78,33 @@ def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> N
     with pytest.raises(SettingsError) as err:
         load_settings(OptimizerSettings, env)
     assert err.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"NEXUS_REBALANCE_ACCOUNT": "pm"}, "NEXUS_REBALANCE_CAPITAL"),
+        ({"NEXUS_REBALANCE_ACCOUNT": "pm", "NEXUS_REBALANCE_CAPITAL": "-5"}, "NEXUS_REBALANCE_CAPITAL"),
+        ({"NEXUS_REBALANCE_ACCOUNT": "p.m", "NEXUS_REBALANCE_CAPITAL": "1e6"}, "NEXUS_REBALANCE_ACCOUNT"),
+        ({"NEXUS_REBALANCE_AGGRESSION_BPS": "-1"}, "NEXUS_REBALANCE_AGGRESSION_BPS"),
+        ({"NEXUS_REBALANCE_MIN_NOTIONAL": "-1"}, "NEXUS_REBALANCE_MIN_NOTIONAL"),
+        ({"NEXUS_REBALANCE_INTERVAL": "-1"}, "NEXUS_REBALANCE_INTERVAL"),
+        ({"NEXUS_REBALANCE_TIMEOUT": "0"}, "NEXUS_REBALANCE_TIMEOUT"),
+    ],
+)
+def test_bad_rebalance_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(OptimizerSettings, env)
+    assert err.value.variable == variable
+
+
+def test_rebalance_orders_are_off_by_default() -> None:
+    opt = optimizer()
+    assert opt.settings.rebalance_account == ""
+    assert opt.rebalancer is None
+    assert not any(k.startswith("rebalance") for k in opt.stats())
+    assert "rebalance" not in opt.details()
+    on = optimizer(NEXUS_REBALANCE_ACCOUNT="pm", NEXUS_REBALANCE_CAPITAL="1e6")
+    assert on.rebalancer is not None
+    assert on.rebalancer.config.capital == 1e6
+    assert on.stats()["rebalances_total"] == 0

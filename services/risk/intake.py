@@ -74,6 +74,8 @@ class Intake:
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._confirming: set[asyncio.Task[None]] = set()
+        self._unstored: set[asyncio.Future[None]] = set()
+        """One per batch decided whose decisions are not all stored yet (waiting for a slot included)."""
         self.received_total = 0
         self.forwarded_total = 0
         self.republished_total = 0
@@ -152,9 +154,14 @@ class Intake:
                 n = min(len(queue), self.batch)
                 batch = [queue.popleft() for _ in range(n)]
                 forwards = [self.decide(msg, self.tier) for msg in batch]
+                stored = asyncio.get_running_loop().create_future()
+                self._unstored.add(stored)
+                stored.add_done_callback(self._unstored.discard)
                 await slots.acquire()
                 futures = await self._send(forwards)
-                task = asyncio.create_task(self._confirm(batch, forwards, futures, time.perf_counter()))
+                task = asyncio.create_task(
+                    self._confirm(batch, forwards, futures, time.perf_counter(), stored)
+                )
                 confirming.add(task)
                 task.add_done_callback(confirming.discard)
                 task.add_done_callback(lambda _: slots.release())
@@ -165,11 +172,37 @@ class Intake:
             for subject, msg_id, payload in forwards
         ]
 
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every decision made so far is stored (those of batches still waiting for a slot
+        or being sent again included); False when some are not after `timeout` seconds. The kill
+        switch stores its cancel-all behind them, so no order approved before it rests after it."""
+        waiting = [f for f in self._unstored if not f.done()]
+        if not waiting:
+            return True
+        _, late = await asyncio.wait(waiting, timeout=timeout)
+        return not late
+
     async def _confirm(
-        self, batch: list[Msg], forwards: list[Forward], futures: list[asyncio.Future[PubAck]], t0: float
+        self,
+        batch: list[Msg],
+        forwards: list[Forward],
+        futures: list[asyncio.Future[PubAck]],
+        t0: float,
+        stored: asyncio.Future[None] | None = None,
     ) -> None:
         """Wait until each decision is stored (or found a duplicate); what failed is sent again, with the
         same id, until it is stored. Then acknowledge the batch's commands."""
+        try:
+            await self._store(forwards, futures, t0)
+        finally:
+            if stored is not None and not stored.done():
+                stored.set_result(None)
+        for msg in batch:
+            await msg.ack()
+        self.forwarded_total += len(batch)
+        self.batches_total += 1
+
+    async def _store(self, forwards: list[Forward], futures: list[asyncio.Future[PubAck]], t0: float) -> None:
         backoff = Backoff(base=0.05, cap=2.0)
         pending = forwards
         while True:
@@ -189,10 +222,6 @@ class Intake:
             pending = failed
             futures = await self._send(pending)
         self.store_us_total += (time.perf_counter() - t0) * 1e6
-        for msg in batch:
-            await msg.ack()
-        self.forwarded_total += len(batch)
-        self.batches_total += 1
 
 
 async def _gather_bounded(futures: list[asyncio.Future[PubAck]], timeout: float) -> list[object]:

@@ -323,6 +323,11 @@ class Risk(Service[RiskSettings]):
         await self._save_states()
         await self._audit(scope, "trading_state", old.value, cmd.state.value, cmd.operator)
         if cmd.cancel_open:
+            # Orders approved before the new state may not be stored yet (batches in flight, or sent
+            # again after a failed store): the cancel-all goes behind them, or they would rest after it.
+            for intake in self.intakes:
+                if not await intake.flush(timeout=10.0):
+                    self.log.error("risk.kill_flush_timeout", tier=intake.tier.value)
             targets = [cmd.account] if cmd.account else sorted(checker.accounts)
             await asyncio.gather(*(self._cancel_all(a, cmd.reason or "kill switch") for a in targets))
         return msgspec.structs.replace(cmd, ts=cmd.ts or now_ns())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from decimal import Decimal
 from functools import partial
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.js.api import DiscardPolicy
 
 from nexus import messages, streams, subjects
 from nexus.bus import Bus
@@ -393,3 +395,36 @@ async def test_switching_an_engine_from_direct_entry_to_risk_runs_nothing_twice(
     finally:
         assert await approved.stop() == 0
         assert await risk.stop() == 0
+
+
+async def test_the_kill_switch_cancels_an_order_approved_before_it_but_stored_after(
+    risk: RunningRisk, client_bus: Bus, engine: RunningEngine
+) -> None:
+    """An order risk approved just before the kill whose store failed (sent again until stored) must
+    not rest after the kill: the kill's cancel-all is stored behind it, so the engine cancels it too."""
+    js = client_bus.js
+    normal = streams.order_approved_stream()
+    # one stored command per subject: risk's second decision for flood/SPY fails to store until lifted
+    await js.update_stream(
+        dataclasses.replace(
+            normal, discard=DiscardPolicy.NEW, discard_new_per_subject=True, max_msgs_per_subject=1
+        )
+    )
+    flood = await client(client_bus, "flood")
+    assert (await flood.new_order("SPY", Side.BUY, "1", price="490.00")).exec_type is ExecType.ACCEPTED
+    late = asyncio.ensure_future(flood.submit(order("flood", "late", price="491.00")))
+    p1 = next(i for i in risk.service.intakes if i.tier is subjects.Tier.P1)
+    await wait_for(lambda: p1.publish_failures_total >= 1, timeout=5)  # approved, not stored
+
+    async def lift() -> None:
+        await asyncio.sleep(0.5)
+        await js.update_stream(normal)
+
+    lifting = asyncio.create_task(lift())
+    await client_bus.request(
+        subjects.kill_switch(), KillSwitch(state=TradingState.HALTED, account="flood"), KillSwitch, timeout=15
+    )
+    await lifting
+    assert (await late).exec_type is ExecType.ACCEPTED  # approved before the kill: the engine took it
+    await wait_for(lambda: engine.service.engine.open_orders("flood") == [], timeout=5)
+    await wait_for(lambda: risk.service.checker.accounts["flood"].orders == {}, timeout=5)

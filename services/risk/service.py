@@ -237,10 +237,16 @@ class Risk(Service[RiskSettings]):
             self.log.warning("risk.decode_failed", subject=msg.subject, error=str(exc), sample=msg.data[:200])
             msg_id = headers.get("Nats-Msg-Id") or f"{streams.ORDER_ENTRY}:{msg.metadata.sequence.stream}"
             return out_subject, msg_id, msg.data  # the engine answers it with DECODE_ERROR
-        msg_id = headers.get("Nats-Msg-Id") or streams.command_id(cmd.account, cmd.client_order_id)
-        if cmd.account != account or subjects.command_symbol(cmd) != symbol:
+        try:
+            misrouted = cmd.account != account or subjects.command_symbol(cmd) != symbol
+        except ValueError:  # a symbol that cannot be a subject token (empty)
+            misrouted = True
+        if misrouted:
             self.counters["route_errors_total"] += 1
+            # not under the id of the account it names: that account's own command would be dropped
+            msg_id = headers.get("Nats-Msg-Id") or f"{streams.ORDER_ENTRY}:{msg.metadata.sequence.stream}"
             return out_subject, msg_id, msg.data  # the engine answers it with INVALID_FIELD
+        msg_id = headers.get("Nats-Msg-Id") or streams.command_id(cmd.account, cmd.client_order_id)
         t0 = time.perf_counter_ns()
         try:
             kind = type(cmd)

@@ -428,3 +428,35 @@ async def test_the_kill_switch_cancels_an_order_approved_before_it_but_stored_af
     assert (await late).exec_type is ExecType.ACCEPTED  # approved before the kill: the engine took it
     await wait_for(lambda: engine.service.engine.open_orders("flood") == [], timeout=5)
     await wait_for(lambda: risk.service.checker.accounts["flood"].orders == {}, timeout=5)
+
+
+async def test_a_misrouted_command_does_not_take_the_id_of_the_account_it_names(
+    risk: RunningRisk, client_bus: Bus
+) -> None:
+    """A command naming alice sent on bob's subject (no Nats-Msg-Id) is answered to bob as INVALID_FIELD;
+    its decision must not be stored under alice's id, or alice's own order with that id is never answered."""
+    await client_bus.js.publish(
+        subjects.order_entry(subjects.Tier.P1, "bob", "SPY"), messages.encode(order("alice", "taken-1"))
+    )
+    await wait_for(lambda: risk.service.counters["route_errors_total"] == 1, timeout=5)
+    alice = await client(client_bus, "alice")
+    mine = await alice.submit(order("alice", "taken-1"))
+    assert mine.exec_type is ExecType.ACCEPTED
+
+
+async def test_a_command_with_an_empty_symbol_is_answered_and_the_intake_goes_on(
+    risk: RunningRisk, client_bus: Bus
+) -> None:
+    alice = await client(client_bus, "alice")
+    answers: list[ExecReport] = []
+    alice.on_report = answers.append
+    await client_bus.js.publish(
+        subjects.order_entry(subjects.Tier.P1, "alice", "SPY"),
+        messages.encode(order("alice", "empty-1", symbol="")),
+        headers={"Nats-Msg-Id": streams.command_id("alice", "empty-1")},
+    )
+    after = await alice.submit(order("alice", "after-empty"))
+    assert after.exec_type is ExecType.ACCEPTED
+    await wait_for(lambda: any(r.client_order_id == "empty-1" for r in answers), timeout=5)
+    empty = next(r for r in answers if r.client_order_id == "empty-1")
+    assert (empty.exec_type, empty.reason) == (ExecType.REJECTED, Reason.INVALID_FIELD)

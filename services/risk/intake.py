@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import nats.errors
 import nats.js.errors
@@ -54,6 +54,7 @@ class Intake:
         publish_timeout: float = 2.0,
         pipeline: int = 4,
         first_seq: int = 1,
+        on_duplicate: Callable[[Forward, PubAck], Awaitable[None]] | None = None,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -66,6 +67,9 @@ class Intake:
         self.publish_timeout = publish_timeout
         self.pipeline = pipeline
         self.first_seq = first_seq
+        self.on_duplicate = on_duplicate
+        """Told of each decision the stream already held (made before a restart): the stored one stands,
+        and what risk booked for the new one may need undoing."""
         """Where a consumer that does not exist yet starts (after what an engine reading ORD_IN took)."""
         """Batches whose decisions may wait for their store acknowledgement at once."""
         self.log = get_logger("risk.intake").bind(tier=tier.value)
@@ -213,6 +217,13 @@ class Intake:
                     failed.append(fwd)
                 elif result.duplicate:
                     self.duplicates_total += 1
+                    if self.on_duplicate is not None:
+                        try:
+                            await self.on_duplicate(fwd, result)
+                        except Exception as exc:  # reconciling is best effort: never stop the intake
+                            self.log.warning(
+                                "intake.duplicate_not_reconciled", msg_id=fwd[1], error=repr(exc)
+                            )
             if not failed:
                 break
             self.publish_failures_total += 1

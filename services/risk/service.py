@@ -24,7 +24,7 @@ import msgspec
 import nats.js.errors
 from fastapi import FastAPI
 from nats.aio.msg import Msg
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import KeyValueConfig, PubAck, RetentionPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from nexus import messages, streams, subjects
@@ -130,6 +130,7 @@ class Risk(Service[RiskSettings]):
                 "kills_total",
                 "limit_changes_total",
                 "marks_total",
+                "reconciled_total",
             ),
             0,
         )
@@ -168,6 +169,7 @@ class Risk(Service[RiskSettings]):
                 filter_subject=subjects.order_entry_stored(ANY, tier, ANY, ANY).rsplit(".", 2)[0] + ".>",
                 tier=tier,
                 decide=self.decide,
+                on_duplicate=self._reconcile_duplicate,
                 batch=s.risk_batch,
                 first_seq=first_seq,
             )
@@ -269,6 +271,29 @@ class Risk(Service[RiskSettings]):
         self.counters["rejected_total"] += 1
         reason, text = verdict
         return out_subject, msg_id, messages.encode(RiskReject(command=cmd, reason=reason, text=text))
+
+    _REJECT_TAG = b'{"type":"risk_reject"'
+
+    async def _reconcile_duplicate(self, forward: Forward, ack: PubAck) -> None:
+        """A decision made again after a restart that the approved stream already held: the stored one
+        stands. If risk approved (and booked) a new order this time but the stored decision refused it,
+        the engine will never report that order: take it off the books."""
+        _, _, payload = forward
+        if payload.startswith(self._REJECT_TAG):
+            return  # refused now: nothing was booked; if it was approved before, its reports will come
+        stored = await self.bus.js.get_msg(streams.ORDER_APPROVED, ack.seq)
+        if not (stored.data or b"").startswith(self._REJECT_TAG):
+            return
+        refused = messages.decode(RiskReject, stored.data or b"")
+        cmd = refused.command
+        if type(cmd) is not NewOrder:
+            return
+        acct = self.checker.accounts.get(cmd.account)
+        order = acct.orders.get(cmd.client_order_id) if acct is not None else None
+        if acct is not None and order is not None and not order.acked:
+            acct.set_leaves(cmd.client_order_id, Decimal(0))
+            self.counters["reconciled_total"] += 1
+            self._dirty.add(cmd.account)
 
     # -- what the engine and the market say ------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from nexus.messages import (
     OrderType,
     Reason,
     RiskAudit,
+    RiskReject,
     Side,
     TimeInForce,
     TradingState,
@@ -460,3 +461,24 @@ async def test_a_command_with_an_empty_symbol_is_answered_and_the_intake_goes_on
     await wait_for(lambda: any(r.client_order_id == "empty-1" for r in answers), timeout=5)
     empty = next(r for r in answers if r.client_order_id == "empty-1")
     assert (empty.exec_type, empty.reason) == (ExecType.REJECTED, Reason.INVALID_FIELD)
+
+
+async def test_a_decision_made_again_after_a_restart_defers_to_the_stored_one(
+    risk: RunningRisk, client_bus: Bus
+) -> None:
+    # Before a restart, risk refused this order (say, out of rate tokens) and stored the refusal; the new
+    # process, with full buckets, approves it. The stream keeps the refusal, the engine answers it, and
+    # the order the new process booked must not linger as open.
+    alice = await client(client_bus, "alice")
+    cmd = order("alice", "again-1", qty="10")
+    msg_id = streams.command_id("alice", "again-1")
+    await client_bus.js.publish(
+        subjects.order_approved(subjects.Tier.P1, "alice", "SPY"),
+        messages.encode(RiskReject(command=cmd, reason=Reason.RATE_LIMIT, text="before the restart")),
+        headers={"Nats-Msg-Id": msg_id},
+    )
+    answer = await alice.submit(cmd)  # through ORD_IN: risk approves it now, ORD_OK keeps the refusal
+    assert (answer.exec_type, answer.reason) == (ExecType.REJECTED, Reason.RATE_LIMIT)
+    await wait_for(lambda: risk.service.counters["reconciled_total"] == 1, timeout=5)
+    assert "again-1" not in risk.service.checker.accounts["alice"].orders
+    assert risk.service.stats()["intake_p1_duplicates_total"] == 1

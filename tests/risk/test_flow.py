@@ -470,6 +470,8 @@ async def test_a_decision_made_again_after_a_restart_defers_to_the_stored_one(
     # process, with full buckets, approves it. The stream keeps the refusal, the engine answers it, and
     # the order the new process booked must not linger as open.
     alice = await client(client_bus, "alice")
+    answers: list[ExecReport] = []
+    alice.on_report = answers.append
     cmd = order("alice", "again-1", qty="10")
     msg_id = streams.command_id("alice", "again-1")
     await client_bus.js.publish(
@@ -477,8 +479,20 @@ async def test_a_decision_made_again_after_a_restart_defers_to_the_stored_one(
         messages.encode(RiskReject(command=cmd, reason=Reason.RATE_LIMIT, text="before the restart")),
         headers={"Nats-Msg-Id": msg_id},
     )
-    answer = await alice.submit(cmd)  # through ORD_IN: risk approves it now, ORD_OK keeps the refusal
-    assert (answer.exec_type, answer.reason) == (ExecType.REJECTED, Reason.RATE_LIMIT)
+    # the engine answered that refusal and risk read its report, as a restarted risk reads every report
+    # before it takes commands
+    reports = risk.service.reports
+    assert reports is not None
+    await wait_for(lambda: reports.reports_total >= 1, timeout=5)
+    await client_bus.js.publish(  # the command itself, as the client sent it: risk approves it now
+        subjects.order_entry(subjects.Tier.P1, "alice", "SPY"),
+        messages.encode(cmd),
+        headers={"Nats-Msg-Id": msg_id},
+    )
     await wait_for(lambda: risk.service.counters["reconciled_total"] == 1, timeout=5)
+    assert risk.service.counters["approved_total"] == 1  # approved now, yet the stored refusal stands
     assert "again-1" not in risk.service.checker.accounts["alice"].orders
     assert risk.service.stats()["intake_p1_duplicates_total"] == 1
+    assert [(r.exec_type, r.reason) for r in answers if r.client_order_id == "again-1"] == [
+        (ExecType.REJECTED, Reason.RATE_LIMIT)
+    ]  # one answer: the engine answered the stored refusal once

@@ -47,3 +47,12 @@ async def bus(nats_url: str, uid: str) -> AsyncIterator[Bus]:
     await b.connect(give_up_after=5)
     yield b
     await b.close()
+
+
+@pytest.fixture
+async def client_bus(fresh_nats: NatsServer) -> AsyncIterator[Bus]:
+    """A client connection to the test's own server (`fresh_nats`)."""
+    b = Bus([fresh_nats.url], name="test-client")
+    await b.connect(give_up_after=5)
+    yield b
+    await b.close()

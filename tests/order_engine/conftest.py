@@ -48,14 +48,6 @@ async def engine(fresh_nats: NatsServer, tmp_path: Path) -> AsyncIterator[Runnin
 
 
 @pytest.fixture
-async def client_bus(fresh_nats: NatsServer) -> AsyncIterator[Bus]:
-    b = Bus([fresh_nats.url], name="test-client")
-    await b.connect(give_up_after=5)
-    yield b
-    await b.close()
-
-
-@pytest.fixture
 async def alice(client_bus: Bus) -> AsyncIterator[OrderClient]:
     client = OrderClient(client_bus, "alice", timeout=10)
     await client.start()

@@ -62,14 +62,6 @@ async def publish_quote(bus: Bus, symbol: str, bid: str, ask: str, venue: str = 
 
 
 @pytest.fixture
-async def client_bus(fresh_nats: NatsServer) -> AsyncIterator[Bus]:
-    b = Bus([fresh_nats.url], name="test-client")
-    await b.connect(give_up_after=5)
-    yield b
-    await b.close()
-
-
-@pytest.fixture
 async def engine(fresh_nats: NatsServer, tmp_path: Path) -> AsyncIterator[RunningEngine]:
     running = await start_engine(fresh_nats.url, tmp_path / "var", engine_input="approved")
     yield running

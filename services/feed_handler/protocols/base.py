@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Protocol
 
 import msgspec
 
 from feed_handler.errors import BadInput
 from nexus.messages import MarketDataMsg
+
+LevelList = list[tuple[Decimal, Decimal]]
+"""Price levels as a venue sends them: [[price, size], ...]."""
 
 Retime = Callable[[int], int]
 """Maps a venue event time (ns) to the published ts_event (identity live; shifted in a replay)."""
@@ -34,6 +38,15 @@ class Output(Protocol):
 
     def touch(self) -> None:
         """The venue said something that is not market data (ack, heartbeat): the feed is alive."""
+
+
+def check_levels(levels: LevelList, what: str) -> None:
+    """Refuse a level with a negative size or a price that is not positive (BadInput, with the reason)."""
+    for price, size in levels:
+        if size < 0:
+            raise BadInput("negative_size", f"{what} level {price} has size {size}")
+        if price <= 0:
+            raise BadInput("invalid_field", f"{what} level price {price} is not positive")
 
 
 def identity(ns: int) -> int:

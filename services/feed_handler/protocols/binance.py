@@ -23,15 +23,13 @@ import msgspec
 
 from feed_handler.book import Book
 from feed_handler.errors import BadInput, CrossedBook
-from feed_handler.protocols.base import Output, Retime, classify, identity
+from feed_handler.protocols.base import LevelList, Output, Retime, check_levels, classify, identity
 from nexus.messages import BookDelta, BookSnapshot, Quote, Side, Trade
 from nexus.subjects import safe_symbol
 
 MS = 1_000_000
 MAX_BUFFERED = 2000
 """Depth diffs kept per symbol while waiting for a snapshot; older ones are dropped (a later resync)."""
-
-LevelList = list[tuple[Decimal, Decimal]]
 
 
 class _Envelope(msgspec.Struct):
@@ -112,14 +110,6 @@ def stream_names(symbols: Iterable[str], channels: Iterable[str], depth_interval
 
 def subscribe_frame(streams: list[str], request_id: int) -> bytes:
     return _encoder.encode({"method": "SUBSCRIBE", "params": streams, "id": request_id})
-
-
-def _check_levels(levels: LevelList, what: str) -> None:
-    for price, size in levels:
-        if size < 0:
-            raise BadInput("negative_size", f"{what} level {price} has size {size}")
-        if price <= 0:
-            raise BadInput("invalid_field", f"{what} level price {price} is not positive")
 
 
 class _Sync:
@@ -289,8 +279,8 @@ class BinanceProtocol:
     def _depth(self, d: _Depth, ts_recv: int, raw: bytes | str) -> None:
         st = self._state(d.s)
         try:
-            _check_levels(d.b, "bid")
-            _check_levels(d.a, "ask")
+            check_levels(d.b, "bid")
+            check_levels(d.a, "ask")
         except BadInput as exc:
             # Skipping a diff would leave a hole in the book: report it and resync the symbol.
             self.out.bad_input(exc, raw)
@@ -364,8 +354,8 @@ class BinanceProtocol:
         try:
             snap = _snapshot.decode(raw)
             st = self._state(venue_symbol.upper())
-            _check_levels(snap.bids, "bid")
-            _check_levels(snap.asks, "ask")
+            check_levels(snap.bids, "bid")
+            check_levels(snap.asks, "ask")
         except msgspec.DecodeError as exc:
             self.snapshot_failed(venue_symbol.upper())
             self.out.bad_input(classify(exc), raw)

@@ -22,11 +22,9 @@ import msgspec
 
 from feed_handler.book import Book
 from feed_handler.errors import BadInput, CrossedBook
-from feed_handler.protocols.base import Output, Retime, classify, identity, iso_ns
+from feed_handler.protocols.base import LevelList, Output, Retime, check_levels, classify, identity, iso_ns
 from nexus.messages import BookDelta, BookSnapshot, Quote, Side, Trade
 from nexus.subjects import safe_symbol
-
-LevelList = list[tuple[Decimal, Decimal]]
 
 
 class _Msg(msgspec.Struct, tag_field="type"):
@@ -96,14 +94,6 @@ _encoder = msgspec.json.Encoder()
 def subscribe_frame(products: list[str], channels: list[str], unsubscribe: bool = False) -> bytes:
     kind = "unsubscribe" if unsubscribe else "subscribe"
     return _encoder.encode({"type": kind, "product_ids": products, "channels": channels})
-
-
-def _levels(levels: LevelList, what: str) -> None:
-    for price, size in levels:
-        if size < 0:
-            raise BadInput("negative_size", f"{what} level {price} has size {size}")
-        if price <= 0:
-            raise BadInput("invalid_field", f"{what} level price {price} is not positive")
 
 
 class _Product:
@@ -189,8 +179,8 @@ class CoinbaseProtocol:
 
     def _snapshot(self, msg: _Snapshot, ts_recv: int) -> None:
         p = self._product(msg.product_id)
-        _levels(msg.bids, "bid")
-        _levels(msg.asks, "ask")
+        check_levels(msg.bids, "bid")
+        check_levels(msg.asks, "ask")
         p.book.reset(msg.bids, msg.asks)
         if p.book.crossed:
             bid, ask = p.book.best_bid, p.book.best_ask

@@ -20,7 +20,7 @@ after a crash the last stored message says exactly where publishing stopped.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from nats.js.api import (
     AckPolicy,
@@ -68,14 +68,14 @@ def partition_of(symbol_token: str, partitions: int) -> int:
     return h % partitions
 
 
-def _command_stream(name: str, approved: bool, partitions: int, dedupe_window: float) -> StreamConfig:
-    source, dest = subjects.partition_transform(partitions, approved=approved)
+def _durable(
+    name: str, description: str, subject_list: list[str], dedupe_window: float, **extra: Any
+) -> StreamConfig:
+    """What every order-flow stream shares: file storage, a week kept, dedupe by Nats-Msg-Id, direct get."""
     return StreamConfig(
         name=name,
-        description=f"order commands ({'approved by risk' if approved else 'client entry'}), "
-        f"partitioned {partitions} way(s) by symbol",
-        subjects=[source.rsplit(".", 3)[0] + ".>"],
-        subject_transform=SubjectTransform(src=source, dest=dest),
+        description=description,
+        subjects=subject_list,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
@@ -83,6 +83,19 @@ def _command_stream(name: str, approved: bool, partitions: int, dedupe_window: f
         max_bytes=MAX_BYTES,
         duplicate_window=dedupe_window,
         allow_direct=True,
+        **extra,
+    )
+
+
+def _command_stream(name: str, approved: bool, partitions: int, dedupe_window: float) -> StreamConfig:
+    source, dest = subjects.partition_transform(partitions, approved=approved)
+    return _durable(
+        name,
+        f"order commands ({'approved by risk' if approved else 'client entry'}), "
+        f"partitioned {partitions} way(s) by symbol",
+        [source.rsplit(".", 3)[0] + ".>"],
+        dedupe_window,
+        subject_transform=SubjectTransform(src=source, dest=dest),
     )
 
 
@@ -98,18 +111,12 @@ def order_approved_stream(partitions: int = 1, dedupe_window: float = DEDUPE_WIN
 
 def _output_stream(name: str, republish: tuple[str, str], what: str, dedupe_window: float) -> StreamConfig:
     source, dest = republish
-    return StreamConfig(
-        name=name,
-        description=f"{what}, republished once stored; one writer, chained by expected last sequence",
-        subjects=[source],
+    return _durable(
+        name,
+        f"{what}, republished once stored; one writer, chained by expected last sequence",
+        [source],
+        dedupe_window,
         republish=RePublish(src=source, dest=dest),
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=MAX_AGE,
-        max_bytes=MAX_BYTES,
-        duplicate_window=dedupe_window,
-        allow_direct=True,
     )
 
 

@@ -52,7 +52,8 @@ class Reports:
 
     @property
     def caught_up(self) -> bool:
-        return self._found.is_set() and not self.behind
+        """Every stream found at start has been read to the end it had then."""
+        return self._caught_up.is_set()
 
     async def start(self) -> None:
         await self.discover()

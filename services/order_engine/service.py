@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import time
 import warnings
@@ -51,6 +50,7 @@ from nexus.messages import (
 )
 from nexus.resilience import Backoff
 from nexus.runtime import MsgspecResponse, Service, body_openapi, read_body
+from nexus.runtime.heap import keep_heap_frozen
 from nexus.settings import PositiveFloat, Settings, var_name
 from nexus.subjects import ALL_SYMBOLS, ANY
 from order_engine import snapshot
@@ -150,7 +150,6 @@ class OrderEngine(Service[OrderEngineSettings]):
         self._dead: list[Msg] = []
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
-        self._frozen_at = time.monotonic()
         self._subs: list[Any] = []
         self.counters = {
             "batches_total": 0,
@@ -235,8 +234,7 @@ class OrderEngine(Service[OrderEngineSettings]):
             backlog=self.intake.initial_pending,
             stored={k: f"{v[0]}:{v[1]}" for k, v in self.stored.items()},
         )
-        gc.collect()
-        self._frozen_at = _freeze_heap()
+        self.spawn(keep_heap_frozen(), name="heap-freezer")
         self._loop = self.spawn(self._run(), name="engine-loop")
 
     async def _recover_state(self) -> None:
@@ -325,8 +323,6 @@ class OrderEngine(Service[OrderEngineSettings]):
                     self.log.info(
                         "engine.recovered", in_seq=self.in_seq, replayed=self.counters["replayed_total"]
                     )
-                if time.monotonic() - self._frozen_at >= FREEZE_EVERY:
-                    self._frozen_at = _freeze_heap()
                 if self._since_snapshot and (
                     self._since_snapshot >= self.settings.engine_snapshot_every
                     or time.monotonic() - self._last_snapshot >= self.settings.engine_snapshot_interval
@@ -601,7 +597,6 @@ class OrderEngine(Service[OrderEngineSettings]):
                 "snapshot_ms": self.snapshot_ms,
                 "last_batch_commands": float(self.last_batch),
                 "recovering": 1.0 if self.recovering else 0.0,
-                "gc_frozen_objects": float(gc.get_freeze_count()),
             }
         )
         return out
@@ -701,25 +696,6 @@ class OrderEngine(Service[OrderEngineSettings]):
             return MsgspecResponse(snap)
 
         app.include_router(router)
-
-
-FREEZE_EVERY = 0.1
-"""Seconds between two freezes of the heap (see _freeze_heap)."""
-
-
-def _freeze_heap() -> float:
-    """Move everything alive now out of the collector's generations (gc.freeze); returns when (monotonic).
-
-    The engine's long-lived state - books, remembered orders and their reports - holds no reference
-    cycles, so reference counting frees it; left in the generations, every full collection rescans all of
-    it (measured: 40-160 ms pauses with 20k remembered orders). Frozen only at snapshots (every 10 s), the
-    objects of those 10 s were still scanned: 20-35 ms full collections at 5k orders/s, the e2e p99. So
-    it is done at start (after a full collection) and every FREEZE_EVERY seconds from the loop: a full
-    collection then sees at most that long's objects. The cost: objects in a reference cycle when a
-    freeze happens are left to reference counting, so such a cycle, once garbage, is never freed; the
-    collector finds next to nothing on this heap (0-10 objects a collection, measured)."""
-    gc.freeze()
-    return time.monotonic()
 
 
 def _route_problem(cmd: NewOrder | CancelOrder | ReplaceOrder | CancelAll, account: str, symbol: str) -> str:

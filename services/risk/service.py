@@ -48,6 +48,7 @@ from nexus.messages import (
     now_ns,
 )
 from nexus.runtime import Service
+from nexus.runtime.heap import keep_heap_frozen
 from nexus.settings import PositiveFloat, Settings, var_name
 from nexus.subjects import ALL_SYMBOLS, ANY, Tier
 from risk.checks import Checker
@@ -184,6 +185,7 @@ class Risk(Service[RiskSettings]):
         )
         self.spawn(self._publish_states(), name="risk-states")
         self.spawn(self._save_marks(), name="risk-marks")
+        self.spawn(keep_heap_frozen(), name="heap-freezer")
         self.started = True
         self.log.info(
             "risk.started",

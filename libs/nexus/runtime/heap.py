@@ -15,7 +15,7 @@ so if the cycle later becomes garbage it is never freed. These services' state h
 collector finds 0-10 objects a collection on their heaps). Measured under steady load, the frozen count
 stays flat: the engine's at ~163k over 320k commands (5k orders/s), risk's at ~64k over 180k (3k/s).
 The feed handler is not frozen this way: its count grew by a few objects a second, so it freezes once at
-start only. It is not reported in the heartbeat stats:
+start only. The frozen count is not reported in the heartbeat stats:
 `gc.get_freeze_count()` walks the whole frozen list, 15-30 ms on a real heap, every second (it made the
 e2e p99 15 ms).
 """

@@ -114,9 +114,15 @@ members = ["{uid}-a", "{uid}-b"]
         await asyncio.to_thread(fh.wait_ready)
 
         async def group_live_on_a() -> bool:
+            """Live on a, as the feed status says, and attributed to the handler by its heartbeat."""
             feeds = {f["feed"]: f for f in await get(monitor, "/api/feeds")}  # type: ignore[attr-defined]
             group = feeds.get(uid)
-            return group is not None and group["active"] == f"{uid}-a" and group["state"] == "live"
+            return (
+                group is not None
+                and group["active"] == f"{uid}-a"
+                and group["state"] == "live"
+                and group["source"] == f"feed-handler.{uid}"
+            )
 
         await wait_for(group_live_on_a, timeout=20, interval=0.2)
         async with httpx.AsyncClient(base_url=fh.url) as http:

@@ -139,6 +139,14 @@ async def raw_request_reply(url: str, n: int, payload: bytes) -> Latency:
 
     await server.subscribe("bench.echo", cb=echo)
     await server.flush()
+    for attempt in range(50):  # seen once: "no responders" right after the flush; wait (bounded) for interest
+        try:
+            await client.request("bench.echo", payload, timeout=5)
+            break
+        except nats.errors.NoRespondersError:
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.1)
     samples = np.empty(n, dtype=np.int64)
     for i in range(n):
         t0 = time.perf_counter_ns()

@@ -32,9 +32,11 @@ class _Side:
         elif self.sizes.pop(price, None) is not None:
             del self.prices[bisect_left(self.prices, price)]
 
-    def clear(self) -> None:
-        self.sizes.clear()
-        self.prices.clear()
+    def load(self, levels: Levels) -> None:
+        """Replace every level at once: the same book as applying `levels` in order to an empty side (the
+        last size of a price wins, 0 removes), built with one sort instead of an insertion per level."""
+        self.sizes = {price: size for price, size in dict(levels).items() if size}
+        self.prices = sorted(self.sizes)
 
 
 class Book:
@@ -50,9 +52,10 @@ class Book:
 
     def reset(self, bids: Levels, asks: Levels, seq: int = 0) -> None:
         """Replace the whole book (a snapshot)."""
-        self._bids.clear()
-        self._asks.clear()
-        self.apply(bids, asks, seq)
+        self._bids.load(bids)
+        self._asks.load(asks)
+        if seq:
+            self.seq = seq
 
     def apply(self, bids: Levels, asks: Levels, seq: int = 0) -> None:
         """Apply changed levels (size 0 removes). Does not check crossing: call `check()` after."""

@@ -51,3 +51,24 @@ def test_a_crossing_update_is_detected_and_reset_replaces_the_book() -> None:
     assert len(book) == 2
     assert book.seq == 11
     assert book.best_ask == (Decimal(100), Decimal(4))
+
+
+def test_reset_gives_the_book_of_applying_the_snapshot_to_an_empty_book() -> None:
+    """A snapshot is loaded in one sort; the result must be what applying its levels one by one gives, in
+    any order, with repeated prices (the last size wins) and zero sizes (no level)."""
+    rng = random.Random(11)
+    for _ in range(200):
+        bids = [(Decimal(rng.randint(900, 960)), Decimal(rng.choice([0, 1, 2, 5]))) for _ in range(40)]
+        asks = [(Decimal(rng.randint(1001, 1060)), Decimal(rng.choice([0, 1, 3]))) for _ in range(40)]
+        loaded, applied = Book("X"), Book("X")
+        loaded.apply([(Decimal(950), Decimal(9))], [(Decimal(1100), Decimal(9))], 3)  # replaced by the reset
+        loaded.reset(bids, asks, 42)
+        applied.apply(bids, asks, 42)
+        assert loaded.bids() == applied.bids()
+        assert loaded.asks() == applied.asks()
+        assert len(loaded) == len(applied)
+        assert loaded.seq == 42
+        loaded.apply([(Decimal(930), Decimal(7))], [(Decimal(1030), Decimal(0))])  # still a working book
+        applied.apply([(Decimal(930), Decimal(7))], [(Decimal(1030), Decimal(0))])
+        assert loaded.bids() == applied.bids()
+        assert loaded.asks() == applied.asks()

@@ -2,41 +2,51 @@
 
 Prices and sizes are Decimals (exact). A size of 0 removes the level. `best_bid`/`best_ask` are O(1);
 an update is O(log n) to find the level plus a memmove to insert or remove it.
+
+A side is two parallel lists (prices ascending, their sizes) searched by bisection, not a dict: a price
+comes fresh out of each venue message, and hashing a fresh Decimal costs ~0.5 µs here, more than the
+~11 comparisons of a bisection over 2,000 levels (~0.25 µs).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterable
 from decimal import Decimal
+from operator import itemgetter
 
 from feed_handler.errors import CrossedBook
 
 Levels = Iterable[tuple[Decimal, Decimal]]
 
+_price = itemgetter(0)
+
 
 class _Side:
-    """One side: sizes by price and the prices in ascending order."""
+    """One side: the prices in ascending order and the size at each."""
 
     __slots__ = ("prices", "sizes")
 
     def __init__(self) -> None:
-        self.sizes: dict[Decimal, Decimal] = {}
         self.prices: list[Decimal] = []
-
-    def set(self, price: Decimal, size: Decimal) -> None:
-        if size:
-            if price not in self.sizes:
-                insort(self.prices, price)
-            self.sizes[price] = size
-        elif self.sizes.pop(price, None) is not None:
-            del self.prices[bisect_left(self.prices, price)]
+        self.sizes: list[Decimal] = []
 
     def load(self, levels: Levels) -> None:
-        """Replace every level at once: the same book as applying `levels` in order to an empty side (the
+        """Replace every level at once: the same side as applying `levels` in order to an empty one (the
         last size of a price wins, 0 removes), built with one sort instead of an insertion per level."""
-        self.sizes = {price: size for price, size in dict(levels).items() if size}
-        self.prices = sorted(self.sizes)
+        prices: list[Decimal] = []
+        sizes: list[Decimal] = []
+        for price, size in sorted(levels, key=_price):  # stable: a repeated price keeps its order
+            if prices and prices[-1] == price:
+                if size:
+                    sizes[-1] = size
+                else:
+                    del prices[-1], sizes[-1]
+            elif size:
+                prices.append(price)
+                sizes.append(size)
+        self.prices = prices
+        self.sizes = sizes
 
 
 class Book:
@@ -60,26 +70,29 @@ class Book:
     def apply(self, bids: Levels, asks: Levels, seq: int = 0) -> None:
         """Apply changed levels (size 0 removes). Does not check crossing: call `check()` after."""
         for side, levels in ((self._bids, bids), (self._asks, asks)):
-            sizes, prices = side.sizes, side.prices
-            for price, size in levels:  # _Side.set, inlined: this is the depth hot path
-                if size:
-                    if price not in sizes:
-                        insort(prices, price)
-                    sizes[price] = size
-                elif sizes.pop(price, None) is not None:
-                    del prices[bisect_left(prices, price)]
+            prices, sizes = side.prices, side.sizes
+            for price, size in levels:  # the depth hot path: written out, no helper call per level
+                i = bisect_left(prices, price)
+                if i < len(prices) and prices[i] == price:
+                    if size:
+                        sizes[i] = size
+                    else:
+                        del prices[i], sizes[i]
+                elif size:
+                    prices.insert(i, price)
+                    sizes.insert(i, size)
         if seq:
             self.seq = seq
 
     @property
     def best_bid(self) -> tuple[Decimal, Decimal] | None:
-        prices = self._bids.prices
-        return (prices[-1], self._bids.sizes[prices[-1]]) if prices else None
+        side = self._bids
+        return (side.prices[-1], side.sizes[-1]) if side.prices else None
 
     @property
     def best_ask(self) -> tuple[Decimal, Decimal] | None:
-        prices = self._asks.prices
-        return (prices[0], self._asks.sizes[prices[0]]) if prices else None
+        side = self._asks
+        return (side.prices[0], side.sizes[0]) if side.prices else None
 
     @property
     def crossed(self) -> bool:
@@ -94,16 +107,14 @@ class Book:
 
     def bids(self, depth: int | None = None) -> tuple[tuple[Decimal, Decimal], ...]:
         """Bid levels, best (highest) first."""
-        prices = self._bids.prices
-        chosen = prices[::-1] if depth is None else prices[: -depth - 1 : -1]
-        sizes = self._bids.sizes
-        return tuple((p, sizes[p]) for p in chosen)
+        side = self._bids
+        start = 0 if depth is None else max(0, len(side.prices) - depth)
+        return tuple(zip(reversed(side.prices[start:]), reversed(side.sizes[start:]), strict=True))
 
     def asks(self, depth: int | None = None) -> tuple[tuple[Decimal, Decimal], ...]:
         """Ask levels, best (lowest) first."""
-        prices = self._asks.prices if depth is None else self._asks.prices[:depth]
-        sizes = self._asks.sizes
-        return tuple((p, sizes[p]) for p in prices)
+        side = self._asks
+        return tuple(zip(side.prices[:depth], side.sizes[:depth], strict=True))
 
     def __len__(self) -> int:
         return len(self._bids.prices) + len(self._asks.prices)

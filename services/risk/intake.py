@@ -66,12 +66,12 @@ class Intake:
         self.ack_wait = ack_wait
         self.publish_timeout = publish_timeout
         self.pipeline = pipeline
+        """Batches whose decisions may wait for their store acknowledgement at once."""
         self.first_seq = first_seq
+        """Where a consumer that does not exist yet starts (after what an engine reading ORD_IN took)."""
         self.on_duplicate = on_duplicate
         """Told of each decision the stream already held (made before a restart): the stored one stands,
         and what risk booked for the new one may need undoing."""
-        """Where a consumer that does not exist yet starts (after what an engine reading ORD_IN took)."""
-        """Batches whose decisions may wait for their store acknowledgement at once."""
         self.log = get_logger("risk.intake").bind(tier=tier.value)
         self.queue: deque[Msg] = deque()
         self._arrived = asyncio.Event()

@@ -20,7 +20,7 @@ Retime = Callable[[int], int]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ZERO = Decimal(0)
-"""Compared with Decimal to Decimal: half the cost of comparing a Decimal with the int 0."""
+"""Comparing a Decimal with a Decimal zero costs half of comparing it with the int 0."""
 
 
 class Output(Protocol):

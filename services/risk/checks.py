@@ -29,11 +29,18 @@ A new order passes these checks in this order; the first that fails is the answe
 An order "reduces" when it is on the side opposite the position and, with every open order on its side
 filled, the position would not go through zero. An approved order counts as open at once (before the
 engine acknowledges it), so a burst cannot slip several orders through one limit.
+
+The account-wide limits (gross and net exposure, buying power, daily loss) are checked in full only when
+an order may not fit in the account's *room*: the worst-case exposure, at the marks, it can still add with
+all of them holding. A full check measures the room (rounded down); each approved order takes its quantity
+x mark out of it, which bounds what it adds to gross and to net exposure, so an order that fits passes all
+of them; a fill, a new mark, new limits or an order that grows forgets the room. So the answer is always
+the full check's, and most orders skip the revaluation it needs.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Context, Decimal
 
 from nexus.messages import (
     CancelAll,
@@ -54,6 +61,8 @@ Verdict = tuple[str, str] | None
 _BUY = Side.BUY
 _MARKET = OrderType.MARKET
 _ACTIVE, _REDUCING, _HALTED = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
+_UNLIMITED = Decimal("Infinity")
+_ROUND_DOWN = Context(rounding=ROUND_FLOOR)
 
 
 class TokenBucket:
@@ -122,6 +131,7 @@ class Checker:
         if view is None:
             return None
         fresh = Trader(self.account(name), view, version, now)
+        fresh.account.room = None  # measured under the old limits
         if t is not None:  # keep the buckets' levels across a limits change
             fresh.orders.tokens = min(t.orders.tokens, fresh.orders.burst)
             fresh.modifies.tokens = min(t.modifies.tokens, fresh.modifies.burst)
@@ -140,48 +150,43 @@ class Checker:
     # -- the checks -----------------------------------------------------------------------------------
 
     def check_new(self, o: NewOrder, now: float) -> Verdict:
-        """Decide on a new order; when it passes, count it as open and take a rate token."""
-        verdict = self._check_new(o, now)
-        if verdict is None:
-            self.approved_total += 1
-        else:
-            self.rejects[verdict[0]] = self.rejects.get(verdict[0], 0) + 1
-        return verdict
+        """Decide on a new order; when it passes, count it as open and take a rate token.
 
-    def _check_new(self, o: NewOrder, now: float) -> Verdict:
-        # The hot path: what a passing order costs is written out inline (no helper calls for checks
-        # that pass); a failing check calls the helper that says why.
+        The hot path: what a passing order costs is written out inline (no helper calls for checks
+        that pass); a failing check calls the helper that says why."""
         t = self.traders.get(o.account)
         if t is None or t.limits_version != self.limits.version:
             t = self.trader(o.account, now)
             if t is None:
-                return Reason.UNKNOWN_ACCOUNT, f"account {o.account!r} is not configured"
+                return self._refuse(Reason.UNKNOWN_ACCOUNT, f"account {o.account!r} is not configured")
         acct, lim = t.account, t.limits
         state = acct.state
         g = self.global_state
         if g is not _ACTIVE or state is not _ACTIVE:
             state = self.state_of(acct)
             if state is _HALTED:
-                return Reason.TRADING_HALTED, "trading is halted: new orders are refused, cancels pass"
+                return self._refuse(
+                    Reason.TRADING_HALTED, "trading is halted: new orders are refused, cancels pass"
+                )
         symbol = o.symbol
         sym = lim.symbols.get(symbol) or lim.symbol(symbol)
         if sym is None:
-            return Reason.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}"
+            return self._refuse(Reason.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         if not sym.tradable:
-            return Reason.INSTRUMENT_NOT_TRADABLE, f"{symbol} is not tradable"
+            return self._refuse(Reason.INSTRUMENT_NOT_TRADABLE, f"{symbol} is not tradable")
         qty = o.qty
-        if qty <= 0 or qty % sym.lot or qty < sym.min_qty or qty > sym.max_order_qty:
-            return _qty_problem(qty, sym)
+        if qty < sym.least_qty or qty > sym.max_order_qty or qty % sym.lot:
+            return self._refused(_qty_problem(qty, sym))
         price = o.price
         market = o.order_type is _MARKET
         if not market:
             if price is None:
-                return Reason.PRICE_REQUIRED, "a limit order needs a price"
-            if price <= 0 or price % sym.tick:
-                return _price_problem(price, sym)
+                return self._refuse(Reason.PRICE_REQUIRED, "a limit order needs a price")
+            if price <= ZERO or price % sym.tick:
+                return self._refused(_price_problem(price, sym))
         coid = o.client_order_id
-        if coid in acct.seen or coid in acct.orders:
-            return Reason.DUPLICATE_ORDER_ID, f"client order id {coid!r} was already used"
+        if coid in acct.seen or coid in acct.seen_before or coid in acct.orders:
+            return self._refuse(Reason.DUPLICATE_ORDER_ID, f"client order id {coid!r} was already used")
 
         buy = o.side is _BUY
         h = acct.holdings.get(symbol)
@@ -189,68 +194,109 @@ class Checker:
             reduces = False
         elif buy:
             pos = h.qty
-            reduces = pos < 0 and pos + h.open_buy + qty <= 0
+            reduces = pos < ZERO and pos + h.open_buy + qty <= ZERO
         else:
             pos = h.qty
-            reduces = pos > 0 and pos - h.open_sell - qty >= 0
+            reduces = pos > ZERO and pos - h.open_sell - qty >= ZERO
         if not reduces:
             if state is _REDUCING:
-                return (
+                return self._refuse(
                     Reason.TRADING_REDUCING,
                     "trading is reducing-only: this order would not reduce the position",
                 )
             if o.reduce_only:
                 pos = h.qty if h is not None else ZERO
-                return Reason.REDUCE_ONLY, f"reduce-only order would not reduce the {symbol} position ({pos})"
+                return self._refuse(
+                    Reason.REDUCE_ONLY, f"reduce-only order would not reduce the {symbol} position ({pos})"
+                )
 
         mkt = self.market
         ref = mkt.marks.get(symbol)
         if market:
             best = mkt.asks.get(symbol) if buy else mkt.bids.get(symbol)
             if best is None:
-                return Reason.NO_REFERENCE_PRICE, f"no {'ask' if buy else 'bid'} to price a market order"
+                return self._refuse(
+                    Reason.NO_REFERENCE_PRICE, f"no {'ask' if buy else 'bid'} to price a market order"
+                )
             price = best
         elif ref is None:
             if lim.require_reference:
-                return Reason.NO_REFERENCE_PRICE, f"no reference price for {symbol} yet"
+                return self._refuse(Reason.NO_REFERENCE_PRICE, f"no reference price for {symbol} yet")
         else:
-            band = ref * sym.collar_pct
-            if sym.collar_band > band:
-                band = sym.collar_band
-            if price > ref + band or price < ref - band:  # type: ignore[operator]
-                return _collar_problem(price, ref, sym)  # type: ignore[arg-type]
+            if sym.collar_at is not ref:  # the band around this mark, worked out once per mark
+                sym.set_collar(ref)
+            if price > sym.collar_high or price < sym.collar_low:  # type: ignore[operator]
+                return self._refused(_collar_problem(price, ref, sym))  # type: ignore[arg-type]
         assert price is not None
         notional = price * qty
         cap = lim.max_notional
         if cap is not None and notional > cap:
-            return Reason.MAX_NOTIONAL, f"notional {notional} above {cap}"
+            return self._refuse(Reason.MAX_NOTIONAL, f"notional {notional} above {cap}")
         if len(acct.orders) >= lim.max_open_orders:
-            return (
-                Reason.MAX_OPEN_ORDERS,
-                f"{len(acct.orders)} open orders, the limit is {lim.max_open_orders}",
+            return self._refuse(
+                Reason.MAX_OPEN_ORDERS, f"{len(acct.orders)} open orders, the limit is {lim.max_open_orders}"
             )
-        bad = self._exposure_problem(acct, lim, sym, symbol, buy, qty, h, ref or price, reduces)
-        if bad is not None:
-            return bad
+        left = None  # the room after this order, when it passes
+        fits = False
+        if not reduces:
+            cap = sym.max_position
+            if cap is not None:  # |long| or |short| above the cap (short <= position <= long)
+                if h is None:
+                    over = qty > cap
+                elif buy:
+                    over = h.qty + h.open_buy + qty > cap or h.qty - h.open_sell < sym.min_position
+                else:
+                    over = h.qty + h.open_buy > cap or h.qty - h.open_sell - qty < sym.min_position
+                if over:
+                    return self._refused(_position_problem(cap, symbol, buy, qty, h))
+            # Account-wide limits: an order whose worst-case exposure fits in the room left after the
+            # last full check passes them all; otherwise check in full (which also measures the room).
+            room = acct.room
+            if room is not None and ref is not None and acct.room_version == mkt.version:
+                added = qty * ref
+                if added <= room:
+                    fits = True
+                    left = room - added
+            if not fits:
+                bad, left = self._account_limits(acct, lim, symbol, buy, qty, h, ref or price)
+                if bad is not None:
+                    return self._refused(bad)
         if not t.orders.take(now):
-            return Reason.RATE_LIMIT, f"more than {lim.orders_per_sec:g} orders/s (burst {lim.order_burst})"
-        acct.remember_id(coid)
-        acct.add_order(coid, symbol, o.side, qty, o.price, o.reduce_only)
+            return self._refuse(
+                Reason.RATE_LIMIT, f"more than {lim.orders_per_sec:g} orders/s (burst {lim.order_burst})"
+            )
+        acct.open_approved(coid, symbol, o.side, qty, o.price, o.reduce_only)
+        # (no room after a reducing order: it passed without the limits, and can still move net exposure)
+        acct.room = left
+        if not fits:
+            acct.room_version = mkt.version
+        self.approved_total += 1
         return None
 
-    def _exposure_problem(
+    def _refuse(self, reason: str, text: str) -> Verdict:
+        """Count a refusal; the verdict that says why."""
+        self.rejects[reason] = self.rejects.get(reason, 0) + 1
+        return reason, text
+
+    def _refused(self, verdict: Verdict) -> Verdict:
+        """Count a refusal a helper has explained."""
+        assert verdict is not None
+        return self._refuse(*verdict)
+
+    def _account_limits(
         self,
         acct: Account,
         lim: AccountView,
-        sym: SymbolView,
         symbol: str,
         buy: bool,
         qty: Decimal,
         h: Holding | None,
         mark: Decimal,
-        reduces: bool,
-    ) -> Verdict:
-        """Position, gross/net exposure, buying power and daily loss with `qty` more on one side."""
+    ) -> tuple[Verdict, Decimal | None]:
+        """Gross and net exposure, buying power and daily loss with `qty` more on one side (valued at
+        `mark`). Returns (the verdict, the room left after this order when it passes): how much more
+        worst-case exposure, valued at the marks, the account can take with every one of these limits
+        holding, rounded down."""
         if h is None:
             long_q = short_q = ZERO
         else:
@@ -261,43 +307,48 @@ class Checker:
         else:
             short_q -= qty
         worst = max(abs(long_q), abs(short_q))
-        if sym.max_position is not None and worst > sym.max_position and not reduces:
-            return (
-                Reason.MAX_POSITION,
-                f"{symbol} position could reach {worst}, the limit is {sym.max_position}",
-            )
         if acct.version != self.market.version:
             acct.refresh(self.market)
         old = acct.contrib.get(symbol)
         gross = acct.gross - (old[0] if old else ZERO) + worst * mark
-        if lim.max_gross_exposure is not None and gross > lim.max_gross_exposure and not reduces:
-            return (
-                Reason.MAX_GROSS_EXPOSURE,
-                f"gross exposure could reach {gross:.2f}, limit {lim.max_gross_exposure}",
-            )
+        room = _UNLIMITED
+        if lim.max_gross_exposure is not None:
+            if gross > lim.max_gross_exposure:
+                return (
+                    Reason.MAX_GROSS_EXPOSURE,
+                    f"gross exposure could reach {gross:.2f}, limit {lim.max_gross_exposure}",
+                ), None
+            room = lim.max_gross_exposure - gross
         added = qty * mark
         net = (
             max(abs(acct.net_long + added), abs(acct.net_short))
             if buy
             else max(abs(acct.net_long), abs(acct.net_short - added))
         )
-        if lim.max_net_exposure is not None and net > lim.max_net_exposure and not reduces:
-            return (
-                Reason.MAX_NET_EXPOSURE,
-                f"net exposure could reach {net:.2f}, limit {lim.max_net_exposure}",
-            )
+        if lim.max_net_exposure is not None:
+            if net > lim.max_net_exposure:
+                return (
+                    Reason.MAX_NET_EXPOSURE,
+                    f"net exposure could reach {net:.2f}, limit {lim.max_net_exposure}",
+                ), None
+            room = min(room, lim.max_net_exposure - net)
         pnl = acct.realised_today + acct.unrealised
-        if lim.credit_limit is not None and not reduces:
+        if lim.credit_limit is not None:
             needed = gross * lim.margin_rate
             available = lim.credit_limit + pnl
             if needed > available:
-                return Reason.BUYING_POWER, f"needs {needed:.2f} of buying power, {available:.2f} available"
-        if lim.daily_loss_limit is not None and pnl <= -lim.daily_loss_limit and not reduces:
+                return (
+                    Reason.BUYING_POWER,
+                    f"needs {needed:.2f} of buying power, {available:.2f} available",
+                ), None
+            if lim.margin_rate > 0:  # (a rate of 0 needs nothing, whatever the exposure)
+                room = min(room, _ROUND_DOWN.divide(available - needed, lim.margin_rate))
+        if lim.daily_loss_limit is not None and pnl <= -lim.daily_loss_limit:
             return (
                 Reason.DAILY_LOSS_LIMIT,
                 f"today's P&L {pnl:.2f} is at the loss limit -{lim.daily_loss_limit}",
-            )
-        return None
+            ), None
+        return None, room
 
     def check_replace(self, r: ReplaceOrder, now: float) -> Verdict:
         """Decide on a replace. One of an order risk does not know goes on (the engine answers it)."""
@@ -352,9 +403,15 @@ class Checker:
             h = acct.holdings.get(r.symbol)
             mark = self.market.marks.get(r.symbol) or price or ZERO
             buy = order.side is _BUY
-            bad = self._exposure_problem(acct, lim, sym, r.symbol, buy, leaves - order.qty, h, mark, False)
+            more = leaves - order.qty
+            if sym.max_position is not None:
+                bad = _position_problem(sym.max_position, r.symbol, buy, more, h)
+                if bad is not None:
+                    return bad
+            bad = self._account_limits(acct, lim, r.symbol, buy, more, h, mark)[0]
             if bad is not None:
                 return bad
+            acct.room = None  # approved to grow: its reports will count it
         if not t.modifies.take(now):
             return _rate_limited_modify(lim)
         return None
@@ -362,6 +419,19 @@ class Checker:
     def check_cancel(self, c: CancelOrder | CancelAll) -> Verdict:
         """Cancels reduce risk: they pass in every trading state (the engine answers unknown orders)."""
         return None
+
+
+def _position_problem(cap: Decimal, symbol: str, buy: bool, qty: Decimal, h: Holding | None) -> Verdict:
+    """|position + every open order on the growing side + this one| above `cap`."""
+    if h is None:
+        worst = qty
+    elif buy:
+        worst = max(abs(h.qty + h.open_buy + qty), abs(h.qty - h.open_sell))
+    else:
+        worst = max(abs(h.qty + h.open_buy), abs(h.qty - h.open_sell - qty))
+    if worst > cap:
+        return Reason.MAX_POSITION, f"{symbol} position could reach {worst}, the limit is {cap}"
+    return None
 
 
 def _qty_problem(qty: Decimal, sym: SymbolView) -> Verdict:

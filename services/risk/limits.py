@@ -140,13 +140,18 @@ class SymbolView:
     """One account's resolved limits on one symbol, with what the checks need of the instrument."""
 
     __slots__ = (
+        "collar_at",
         "collar_band",
+        "collar_high",
+        "collar_low",
         "collar_pct",
         "collar_ticks",
         "inst",
+        "least_qty",
         "lot",
         "max_order_qty",
         "max_position",
+        "min_position",
         "min_qty",
         "tick",
         "tradable",
@@ -164,16 +169,31 @@ class SymbolView:
         self.tick = inst.tick
         self.lot = inst.lot
         self.min_qty = inst.min_qty
+        self.least_qty = max(inst.min_qty, inst.lot)
+        """The smallest quantity an order may have: a positive multiple of the lot, at least min_qty."""
         self.tradable: bool = inst.tradable and pick("tradable") is not False
         cap = pick("max_order_qty")
         self.max_order_qty: Decimal = inst.max_qty if cap is None else min(cap, inst.max_qty)
         self.max_position: Decimal | None = pick("max_position")
+        self.min_position = Decimal(0) if self.max_position is None else -self.max_position
+        """The cap on the short side: -max_position (unused without one)."""
         pct = pick("collar_pct")
         ticks = pick("collar_ticks")
         self.collar_pct = Decimal(str(account.collar_pct if pct is None else pct)) / 100
         self.collar_ticks: int = account.collar_ticks if ticks is None else ticks
         self.collar_band: Decimal = self.collar_ticks * inst.tick
         """collar_ticks as a price distance."""
+        self.collar_at: Decimal | None = None
+        """The mark `collar_low`..`collar_high` was worked out for (see `set_collar`)."""
+        self.collar_low = self.collar_high = Decimal(0)
+
+    def set_collar(self, mark: Decimal) -> None:
+        """The prices a limit order may have around `mark`: within collar_pct of it, or collar_ticks
+        ticks when that is wider."""
+        band = mark * self.collar_pct
+        if self.collar_band > band:
+            band = self.collar_band
+        self.collar_at, self.collar_low, self.collar_high = mark, mark - band, mark + band
 
 
 class AccountView:

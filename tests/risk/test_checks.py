@@ -7,6 +7,7 @@ Limits come from tests/risk/limits_test.toml (SPY: max order 100, max position 1
 from __future__ import annotations
 
 import itertools
+import random
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +29,7 @@ from nexus.messages import (
 )
 from risk.checks import Checker, TokenBucket
 from risk.limits import AccountLimits, SymbolLimits, load_limits
+from risk.positions import ZERO
 from tests.risk.conftest import LIMITS
 
 D = Decimal
@@ -433,3 +435,151 @@ def test_limit_changes_apply_at_once_and_are_reported_field_by_field(checker: Ch
     assert changes == [("symbol.SPY.max_order_qty", "", "50")]
     assert reason(checker, new(qty="60")) == Reason.MAX_ORDER_QTY
     assert reason(checker, new(qty="50")) is None
+
+
+def test_the_room_gives_the_answers_of_the_full_check() -> None:
+    """Differential: a checker that passes orders fitting in the account's room (as in production) and
+    one that checks every order in full give the same answer to each of a seeded random stream of
+    orders, fills, cancels, orders growing, mark moves and limit changes, and end with the same
+    exposure. The stream keeps both accounts near their exposure, buying-power and loss limits."""
+    rng = random.Random(1)
+    instruments = {**load_instruments(), "TST": TST}
+    fast, full = (Checker(load_limits(LIMITS, instruments)) for _ in range(2))
+    marks = {"SPY": D("500.00"), "TST": D("100.00")}
+    both = (fast, full)
+
+    def quote(symbol: str) -> None:
+        for c in both:
+            c.market.quote(symbol, marks[symbol] - D("0.05"), marks[symbol] + D("0.05"))
+
+    for c in both:  # bob is bound by his account-wide limits; alice by buying power, gross, her SPY position
+        c.limits.update(
+            "bob",
+            AccountLimits(
+                margin_rate=D("0.5"),
+                credit_limit=D(110_000),
+                symbol={"SPY": SymbolLimits(max_position=D(10**6))},
+            ),
+        )
+        c.limits.update(
+            "alice",
+            AccountLimits(max_net_exposure=D(10**9), symbol={"TST": SymbolLimits(max_position=D(2000))}),
+        )
+    for symbol in marks:
+        quote(symbol)
+
+    answers: dict[str, int] = {}
+    passed_on_room = 0
+    for step in range(20_000):
+        kind = rng.random()
+        account = rng.choice(("alice", "bob"))
+        open_ids = list(fast.account(account).orders)
+        if kind < 0.55 or not open_ids:
+            symbol = rng.choice(("SPY", "TST"))
+            sym = fast.limits.account(account).symbol(symbol)  # type: ignore[union-attr]
+            assert sym is not None
+            market = rng.random() < 0.05
+            offset = rng.randint(-20, 20) * sym.tick
+            order = new(
+                account=account,
+                symbol=symbol,
+                side=rng.choice((Side.BUY, Side.SELL)),
+                qty=str(rng.choice((5, 10, 40, 100) if symbol == "SPY" else (5, 50, 300))),
+                price=None if market else str(marks[symbol] + offset),
+                order_type=OrderType.MARKET if market else OrderType.LIMIT,
+                reduce_only=rng.random() < 0.05,
+            )
+            acct = fast.account(account)
+            room = acct.room if acct.room_version == fast.market.version else None
+            full.account(account).room = None  # the full check, every time
+            got, want = fast.check_new(order, step), full.check_new(order, step)
+            assert (got and got[0]) == (want and want[0]), (step, order, got, want)
+            mark = marks[symbol]
+            passed_on_room += got is None and room is not None and acct.room == room - order.qty * mark
+            answers[want[0] if want else "approved"] = answers.get(want[0] if want else "approved", 0) + 1
+        elif kind < 0.70:  # a fill of part or all of an open order, at a price near the mark
+            coid = rng.choice(open_ids)
+            o = fast.account(account).orders[coid]
+            last = min(o.qty, D(rng.choice((5, 10, 100))))
+            px = marks[o.symbol] + rng.randint(-400, 400) * D("0.05")
+            report = ExecReport(
+                account=account, client_order_id=coid, symbol=o.symbol, side=o.side, price=o.price,
+                exec_type=ExecType.FILLED if last == o.qty else ExecType.PARTIALLY_FILLED,
+                last_qty=last, last_px=px, cum_qty=o.cum + last, leaves_qty=o.qty - last,
+            )  # fmt: skip
+            for c in both:
+                c.account(account).on_report(report)
+        elif kind < 0.85:
+            coid = rng.choice(open_ids)
+            for c in both:
+                c.account(account).set_leaves(coid, ZERO)
+        elif kind < 0.90:  # a replace the engine reports: the order grows (or shrinks)
+            coid = rng.choice(open_ids)
+            leaves = fast.account(account).orders[coid].qty + rng.choice((-5, 10, 50))
+            for c in both:
+                c.account(account).set_leaves(coid, max(leaves, ZERO))
+        elif kind < 0.97:
+            symbol = rng.choice(("SPY", "TST"))
+            marks[symbol] += rng.randint(-40, 40) * D("0.05")
+            quote(symbol)
+        else:
+            change = (
+                AccountLimits(max_gross_exposure=D(rng.choice((150_000, 300_000, 600_000))))
+                if rng.random() < 0.5
+                else AccountLimits(daily_loss_limit=D(rng.choice((5_000, 50_000, 500_000))))
+            )
+            for c in both:
+                c.limits.update(account, change)
+    for name in ("alice", "bob"):
+        a, b = fast.account(name), full.account(name)
+        a.refresh(fast.market)
+        b.refresh(full.market)
+        assert (a.gross, a.net_long, a.net_short, a.unrealised) == (
+            b.gross,
+            b.net_long,
+            b.net_short,
+            b.unrealised,
+        )
+    # the stream went where it should: orders passed on the room, and at every account-wide limit
+    assert passed_on_room > 300, passed_on_room
+    binding = (
+        Reason.MAX_GROSS_EXPOSURE,
+        Reason.MAX_NET_EXPOSURE,
+        Reason.BUYING_POWER,
+        Reason.DAILY_LOSS_LIMIT,
+    )
+    for code in (*binding, Reason.MAX_POSITION):
+        assert answers.get(code, 0) > 0, answers
+
+
+def test_a_fill_at_a_loss_takes_buying_power_out_of_the_room(checker: Checker) -> None:
+    _room(checker)
+    limits(checker, max_gross_exposure=D(10**9), max_net_exposure=D(10**9), credit_limit=D(100_000))
+    order = new(qty="100")
+    assert reason(checker, order) is None  # 50,000 of 100,000: 50,000 left
+    checker.account("alice").on_report(
+        ExecReport(
+            account="alice", client_order_id=order.client_order_id, exec_type=ExecType.FILLED, symbol="SPY",
+            side=Side.BUY, price=D(500), qty=D(100), last_qty=D(100), last_px=D(520), cum_qty=D(100),
+            leaves_qty=D(0),
+        )
+    )  # fmt: skip
+    # bought 20 above the mark: -2,000 unrealised, so 48,000 left
+    assert reason(checker, new(qty="97")) == Reason.BUYING_POWER
+    assert reason(checker, new(qty="96")) is None
+
+
+def test_a_reducing_order_can_use_up_net_room(checker: Checker) -> None:
+    """Selling a long position while short elsewhere makes the account's short worst case larger."""
+    _room(checker)
+    limits(checker, max_gross_exposure=D(10**9), credit_limit=D(10**9), max_net_exposure=D(50_000))
+    checker.market.quote("TST", D("99.95"), D("100.05"))  # mark 100
+    fill(checker, "alice", Side.SELL, "400", "100.00", symbol="TST")
+    fill(checker, "alice", Side.BUY, "20", "500.00")  # net: -40,000 + 10,000
+    assert reason(checker, new(symbol="TST", side=Side.SELL, qty="5", price="100.00")) is None  # -30,500
+    assert reason(checker, new(side=Side.SELL, qty="20")) is None  # reduces SPY to 0: short case -40,500
+    assert (
+        reason(checker, new(symbol="TST", side=Side.SELL, qty="100", price="100.00"))
+        == Reason.MAX_NET_EXPOSURE
+    )
+    assert reason(checker, new(symbol="TST", side=Side.SELL, qty="95", price="100.00")) is None  # -50,000

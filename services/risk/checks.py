@@ -111,7 +111,7 @@ class Checker:
         self.traders: dict[str, Trader] = {}
         self.global_state = TradingState.ACTIVE
         self.rejects: dict[str, int] = {}
-        self.approved_total = 0
+        """Refusals by reason (the service counts what it approves)."""
 
     # -- accounts -------------------------------------------------------------------------------------
 
@@ -261,16 +261,22 @@ class Checker:
                 bad, left = self._account_limits(acct, lim, symbol, buy, qty, h, ref or price)
                 if bad is not None:
                     return self._refused(bad)
-        if not t.orders.take(now):
+        bucket = t.orders  # (TokenBucket.take written out: this is the hot path)
+        tokens = bucket.tokens + (now - bucket.last) * bucket.rate
+        bucket.last = now
+        if tokens > bucket.burst:
+            tokens = bucket.burst
+        if tokens < 1.0:
+            bucket.tokens = tokens
             return self._refuse(
                 Reason.RATE_LIMIT, f"more than {lim.orders_per_sec:g} orders/s (burst {lim.order_burst})"
             )
-        acct.open_approved(coid, symbol, o.side, qty, o.price, o.reduce_only)
+        bucket.tokens = tokens - 1.0
+        acct.open_approved(o, h)
         # (no room after a reducing order: it passed without the limits, and can still move net exposure)
         acct.room = left
         if not fits:
             acct.room_version = mkt.version
-        self.approved_total += 1
         return None
 
     def _refuse(self, reason: str, text: str) -> Verdict:
@@ -355,8 +361,6 @@ class Checker:
         verdict = self._check_replace(r, now)
         if verdict is not None:
             self.rejects[verdict[0]] = self.rejects.get(verdict[0], 0) + 1
-        else:
-            self.approved_total += 1
         return verdict
 
     def _check_replace(self, r: ReplaceOrder, now: float) -> Verdict:

@@ -26,7 +26,7 @@ from decimal import Decimal
 
 import msgspec
 
-from nexus.messages import AccountRisk, ExecReport, ExecType, Position, Side, TradingState
+from nexus.messages import AccountRisk, ExecReport, ExecType, NewOrder, Position, Side, TradingState
 
 ZERO = Decimal(0)
 _BUY = Side.BUY
@@ -206,18 +206,20 @@ class Account:
         self.room = None
         self._revalue(h)
 
-    def open_approved(
-        self, coid: str, symbol: str, side: Side, qty: Decimal, price: Decimal | None, reduce_only: bool
-    ) -> None:
-        """An order the checks just approved (its id is new): open at once, its id remembered. The
-        aggregates are left to the next `refresh` (the checks keep `room` up to date themselves)."""
-        seen = self.seen  # (_remember_new written out: this is the hot path)
+    def open_approved(self, o: NewOrder, h: Holding | None) -> None:
+        """An order the checks just approved (its id is new; `h` is its symbol's holding, None when the
+        account has none yet): open at once, its id remembered. The aggregates are left to the next
+        `refresh` (the checks keep `room` up to date themselves)."""
+        coid = o.client_order_id
+        seen = self.seen  # (remember_id written out: this is the hot path)
         seen.add(coid)
         if len(seen) >= self.seen_memory:
             self.seen_before, self.seen = seen, set()
-        self.orders[coid] = OpenOrder(symbol, side, qty, price, reduce_only)
-        h = self.holdings.get(symbol) or self.holding(symbol)
-        if side is _BUY:
+        qty = o.qty
+        self.orders[coid] = OpenOrder(o.symbol, o.side, qty, o.price, o.reduce_only)
+        if h is None:
+            h = self.holding(o.symbol)
+        if o.side is _BUY:
             h.open_buy += qty
         else:
             h.open_sell += qty

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from nexus.messages import ExecReport, ExecType, OrderType, Side
+from nexus.messages import ExecReport, ExecType, NewOrder, OrderType, Side
 from risk.positions import Account, Market
 
 D = Decimal
@@ -243,7 +243,10 @@ def test_used_ids_are_remembered_at_least_seen_memory_deep() -> None:
     for i in range(40):
         coid = f"c{i}"
         if i % 3:
-            acct.open_approved(coid, "SPY", Side.BUY, D(1), D(100), reduce_only=False)
+            order = NewOrder(
+                account="alice", client_order_id=coid, symbol="SPY", side=Side.BUY, qty=D(1), price=D(100)
+            )
+            acct.open_approved(order, acct.holdings.get("SPY"))
         else:
             acct.remember_id(coid)
         used.append(coid)

@@ -53,7 +53,7 @@ from nexus.messages import (
     TradingState,
 )
 from risk.limits import AccountView, Limits, SymbolView
-from risk.positions import ZERO, Account, Holding, Market
+from risk.positions import ZERO, Account, Holding, Market, OpenOrder
 
 Verdict = tuple[str, str] | None
 """None when approved; else (reason code, text for people)."""
@@ -228,10 +228,10 @@ class Checker:
             if price > sym.collar_high or price < sym.collar_low:  # type: ignore[operator]
                 return self._refused(_collar_problem(price, ref, sym))  # type: ignore[arg-type]
         assert price is not None
-        notional = price * qty
-        cap = lim.max_notional
-        if cap is not None and notional > cap:
-            return self._refuse(Reason.MAX_NOTIONAL, f"notional {notional} above {cap}")
+        if market or qty > sym.notional_qty:  # within the band up to notional_qty passes (0 before a mark)
+            bad = _notional_problem(price, qty, lim)
+            if bad is not None:
+                return self._refused(bad)
         if len(acct.orders) >= lim.max_open_orders:
             return self._refuse(
                 Reason.MAX_OPEN_ORDERS, f"{len(acct.orders)} open orders, the limit is {lim.max_open_orders}"
@@ -272,7 +272,21 @@ class Checker:
                 Reason.RATE_LIMIT, f"more than {lim.orders_per_sec:g} orders/s (burst {lim.order_burst})"
             )
         bucket.tokens = tokens - 1.0
-        acct.open_approved(o, h)
+        # Count the order open at once and remember its id (Account.add_order and remember_id, for an
+        # order whose id is new, written out: this is the hot path). The account's aggregates are left
+        # to its next refresh: the room above stands in for them.
+        seen = acct.seen
+        seen.add(coid)
+        if len(seen) >= acct.seen_memory:
+            acct.seen_before, acct.seen = seen, set()
+        acct.orders[coid] = OpenOrder(symbol, o.side, qty, o.price, o.reduce_only)
+        if h is None:
+            h = acct.holding(symbol)
+        if buy:
+            h.open_buy += qty
+        else:
+            h.open_sell += qty
+        acct.version = -1
         # (no room after a reducing order: it passed without the limits, and can still move net exposure)
         acct.room = left
         if not fits:
@@ -423,6 +437,13 @@ class Checker:
     def check_cancel(self, c: CancelOrder | CancelAll) -> Verdict:
         """Cancels reduce risk: they pass in every trading state (the engine answers unknown orders)."""
         return None
+
+
+def _notional_problem(price: Decimal, qty: Decimal, lim: AccountView) -> Verdict:
+    notional = price * qty
+    if lim.max_notional is not None and notional > lim.max_notional:
+        return Reason.MAX_NOTIONAL, f"notional {notional} above {lim.max_notional}"
+    return None
 
 
 def _position_problem(cap: Decimal, symbol: str, buy: bool, qty: Decimal, h: Holding | None) -> Verdict:

@@ -29,7 +29,7 @@ built-in value below. Money and quantities are decimals (strings in TOML, like o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Context, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -48,6 +48,10 @@ Count = Annotated[int, msgspec.Meta(ge=0)]
 Percent = Annotated[float, msgspec.Meta(gt=0, le=100)]
 
 DEFAULT_FILE = "limits.toml"
+
+
+_INFINITY = Decimal("Infinity")
+_ROUND_DOWN = Context(rounding=ROUND_FLOOR)
 
 
 class SymbolLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -149,10 +153,12 @@ class SymbolView:
         "inst",
         "least_qty",
         "lot",
+        "max_notional",
         "max_order_qty",
         "max_position",
         "min_position",
         "min_qty",
+        "notional_qty",
         "tick",
         "tradable",
     )
@@ -183,9 +189,13 @@ class SymbolView:
         self.collar_ticks: int = account.collar_ticks if ticks is None else ticks
         self.collar_band: Decimal = self.collar_ticks * inst.tick
         """collar_ticks as a price distance."""
+        self.max_notional = account.max_notional
         self.collar_at: Decimal | None = None
-        """The mark `collar_low`..`collar_high` was worked out for (see `set_collar`)."""
+        """The mark `collar_low`..`collar_high` and `notional_qty` were worked out for (`set_collar`)."""
         self.collar_low = self.collar_high = Decimal(0)
+        self.notional_qty = Decimal(0)
+        """The largest quantity whose notional at any price in the band is within max_notional (rounded
+        down)."""
 
     def set_collar(self, mark: Decimal) -> None:
         """The prices a limit order may have around `mark`: within collar_pct of it, or collar_ticks
@@ -194,6 +204,8 @@ class SymbolView:
         if self.collar_band > band:
             band = self.collar_band
         self.collar_at, self.collar_low, self.collar_high = mark, mark - band, mark + band
+        cap = self.max_notional
+        self.notional_qty = _INFINITY if cap is None else _ROUND_DOWN.divide(cap, self.collar_high)
 
 
 class AccountView:

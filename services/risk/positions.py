@@ -26,7 +26,7 @@ from decimal import Decimal
 
 import msgspec
 
-from nexus.messages import AccountRisk, ExecReport, ExecType, NewOrder, Position, Side, TradingState
+from nexus.messages import AccountRisk, ExecReport, ExecType, Position, Side, TradingState
 
 ZERO = Decimal(0)
 _BUY = Side.BUY
@@ -183,9 +183,6 @@ class Account:
     def remember_id(self, coid: str) -> None:
         if coid in self.seen or coid in self.seen_before:
             return
-        self._remember_new(coid)
-
-    def _remember_new(self, coid: str) -> None:
         seen = self.seen
         seen.add(coid)
         if len(seen) >= self.seen_memory:
@@ -205,25 +202,6 @@ class Account:
             h.open_sell += qty
         self.room = None
         self._revalue(h)
-
-    def open_approved(self, o: NewOrder, h: Holding | None) -> None:
-        """An order the checks just approved (its id is new; `h` is its symbol's holding, None when the
-        account has none yet): open at once, its id remembered. The aggregates are left to the next
-        `refresh` (the checks keep `room` up to date themselves)."""
-        coid = o.client_order_id
-        seen = self.seen  # (remember_id written out: this is the hot path)
-        seen.add(coid)
-        if len(seen) >= self.seen_memory:
-            self.seen_before, self.seen = seen, set()
-        qty = o.qty
-        self.orders[coid] = OpenOrder(o.symbol, o.side, qty, o.price, o.reduce_only)
-        if h is None:
-            h = self.holding(o.symbol)
-        if o.side is _BUY:
-            h.open_buy += qty
-        else:
-            h.open_sell += qty
-        self.version = -1
 
     def set_leaves(self, coid: str, leaves: Decimal, price: Decimal | None = None) -> None:
         order = self.orders.get(coid)

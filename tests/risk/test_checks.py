@@ -29,7 +29,7 @@ from nexus.messages import (
 )
 from risk.checks import Checker, TokenBucket
 from risk.limits import AccountLimits, SymbolLimits, load_limits
-from risk.positions import ZERO
+from risk.positions import ZERO, Account
 from tests.risk.conftest import LIMITS
 
 D = Decimal
@@ -202,6 +202,22 @@ def test_max_notional_per_order(checker: Checker) -> None:
     limits(checker, max_notional=D("25000"))
     assert reason(checker, new(qty="50", price="500.00")) is None
     assert reason(checker, new(qty="50", price="500.01")) == Reason.MAX_NOTIONAL
+
+
+def test_max_notional_across_the_collar_band(checker: Checker) -> None:
+    """At the top and the bottom of the band (TST: mark 10.00, collar 5 %), after the mark moves and after
+    the limit changes."""
+    limits(checker, max_notional=D("1000"))
+    assert reason(checker, new(symbol="TST", qty="95", price="10.50")) is None  # 997.50
+    assert reason(checker, new(symbol="TST", qty="96", price="10.50")) == Reason.MAX_NOTIONAL  # 1,008
+    assert reason(checker, new(symbol="TST", qty="105", price="9.50")) is None  # 997.50
+    assert reason(checker, new(symbol="TST", qty="106", price="9.50")) == Reason.MAX_NOTIONAL
+    checker.market.quote("TST", D("19.95"), D("20.05"))  # mark 20: band 19.00..21.00
+    assert reason(checker, new(symbol="TST", qty="50", price="20.00")) is None  # 1,000
+    assert reason(checker, new(symbol="TST", qty="48", price="21.00")) == Reason.MAX_NOTIONAL  # 1,008
+    assert reason(checker, new(symbol="TST", qty="47", price="21.00")) is None  # 987
+    limits(checker, max_notional=D("2000"))
+    assert reason(checker, new(symbol="TST", qty="95", price="21.00")) is None  # 1,995
 
 
 def test_duplicate_client_order_id(checker: Checker) -> None:
@@ -458,6 +474,7 @@ def test_the_room_gives_the_answers_of_the_full_check() -> None:
             AccountLimits(
                 margin_rate=D("0.5"),
                 credit_limit=D(110_000),
+                max_notional=D(49_000),
                 symbol={"SPY": SymbolLimits(max_position=D(10**6))},
             ),
         )
@@ -548,7 +565,7 @@ def test_the_room_gives_the_answers_of_the_full_check() -> None:
         Reason.BUYING_POWER,
         Reason.DAILY_LOSS_LIMIT,
     )
-    for code in (*binding, Reason.MAX_POSITION):
+    for code in (*binding, Reason.MAX_POSITION, Reason.MAX_NOTIONAL):
         assert answers.get(code, 0) > 0, answers
 
 
@@ -583,3 +600,28 @@ def test_a_reducing_order_can_use_up_net_room(checker: Checker) -> None:
         == Reason.MAX_NET_EXPOSURE
     )
     assert reason(checker, new(symbol="TST", side=Side.SELL, qty="95", price="100.00")) is None  # -50,000
+
+
+def test_used_ids_are_remembered_at_least_seen_memory_deep(checker: Checker) -> None:
+    """The newest `seen_memory` ids are always remembered, from orders the checks approved and from the
+    engine's reports alike; older ones are forgotten a generation at once (at most twice as many kept)."""
+    acct = checker.accounts["mm"] = Account("mm", seen_memory=100)
+    used: list[str] = []
+    for i in range(1_000):
+        coid = f"c{i}"
+        if i % 3:
+            assert (
+                reason(checker, new(account="mm", coid=coid, qty="1", side=Side.BUY if i % 2 else Side.SELL))
+                is None
+            )
+            acct.set_leaves(coid, ZERO)  # the engine fills or cancels it
+        else:
+            acct.remember_id(coid)  # an order the engine reported
+        used.append(coid)
+        remembered = acct.seen | acct.seen_before
+        assert set(used[-100:]) <= remembered, i
+        assert len(remembered) <= 200
+        assert remembered <= set(used)
+    assert "c0" not in acct.seen | acct.seen_before
+    assert reason(checker, new(account="mm", coid=used[-100], qty="1")) == Reason.DUPLICATE_ORDER_ID
+    assert reason(checker, new(account="mm", coid="c0", qty="1")) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from nexus.messages import ExecReport, ExecType, NewOrder, OrderType, Side
+from nexus.messages import ExecReport, ExecType, OrderType, Side
 from risk.positions import Account, Market
 
 D = Decimal
@@ -233,25 +233,3 @@ def test_a_replace_quantity_is_the_whole_order_so_a_partly_filled_order_shrinks(
         ReplaceOrder(account="alice", client_order_id="y", symbol="SPY", orig_client_order_id="r", qty=D(11))
     )
     assert refused.reason == "TRADING_REDUCING"
-
-
-def test_used_ids_are_remembered_at_least_seen_memory_deep() -> None:
-    """The newest `seen_memory` ids are always remembered (orders the checks approved and ids learnt
-    from reports alike); older ones are forgotten a generation at once, never more than twice as many kept."""
-    acct = Account("alice", seen_memory=5)
-    used: list[str] = []
-    for i in range(40):
-        coid = f"c{i}"
-        if i % 3:
-            order = NewOrder(
-                account="alice", client_order_id=coid, symbol="SPY", side=Side.BUY, qty=D(1), price=D(100)
-            )
-            acct.open_approved(order, acct.holdings.get("SPY"))
-        else:
-            acct.remember_id(coid)
-        used.append(coid)
-        remembered = acct.seen | acct.seen_before
-        assert set(used[-5:]) <= remembered, i
-        assert len(remembered) <= 10
-        assert remembered <= set(used)
-    assert "c0" not in acct.seen | acct.seen_before

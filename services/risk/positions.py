@@ -60,7 +60,8 @@ class Market:
             self.mark(symbol, (bid + ask) / 2)
 
     def mark(self, symbol: str, price: Decimal) -> None:
-        if self.marks.get(symbol) != price:
+        """A symbol's reference price; one that is not positive is not a price (it is ignored)."""
+        if price > 0 and self.marks.get(symbol) != price:
             self.marks[symbol] = price
             self.version += 1
 

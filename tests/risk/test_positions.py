@@ -233,3 +233,13 @@ def test_a_replace_quantity_is_the_whole_order_so_a_partly_filled_order_shrinks(
         ReplaceOrder(account="alice", client_order_id="y", symbol="SPY", orig_client_order_id="r", qty=D(11))
     )
     assert refused.reason == "TRADING_REDUCING"
+
+
+def test_a_mark_is_a_positive_price() -> None:
+    market = Market()
+    market.mark("SPY", D("0"))
+    market.mark("TST", D("-1"))
+    assert market.marks == {}
+    assert market.version == 0
+    market.mark("SPY", D("500"))
+    assert market.marks == {"SPY": D("500")}

@@ -34,13 +34,14 @@ The account-wide limits (gross and net exposure, buying power, daily loss) are c
 an order may not fit in the account's *room*: the worst-case exposure, at the marks, it can still add with
 all of them holding. A full check measures the room (rounded down); each approved order takes its quantity
 x mark out of it, which bounds what it adds to gross and to net exposure, so an order that fits passes all
-of them; a fill, a new mark, new limits or an order that grows forgets the room. So the answer is always
-the full check's, and most orders skip the revaluation it needs.
+of them; a fill, a new mark, new limits, an order that grows or a reducing order (it can make the short
+side larger) forgets the room. So the answer is always the full check's, and most orders skip the
+revaluation it needs.
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, Context, Decimal
+from decimal import Decimal
 
 from nexus.messages import (
     CancelAll,
@@ -52,7 +53,7 @@ from nexus.messages import (
     Side,
     TradingState,
 )
-from risk.limits import AccountView, Limits, SymbolView
+from risk.limits import ROUND_DOWN, UNLIMITED, AccountView, Limits, SymbolView
 from risk.positions import ZERO, Account, Holding, Market, OpenOrder
 
 Verdict = tuple[str, str] | None
@@ -61,8 +62,6 @@ Verdict = tuple[str, str] | None
 _BUY = Side.BUY
 _MARKET = OrderType.MARKET
 _ACTIVE, _REDUCING, _HALTED = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
-_UNLIMITED = Decimal("Infinity")
-_ROUND_DOWN = Context(rounding=ROUND_FLOOR)
 
 
 class TokenBucket:
@@ -331,7 +330,7 @@ class Checker:
             acct.refresh(self.market)
         old = acct.contrib.get(symbol)
         gross = acct.gross - (old[0] if old else ZERO) + worst * mark
-        room = _UNLIMITED
+        room = UNLIMITED
         if lim.max_gross_exposure is not None:
             if gross > lim.max_gross_exposure:
                 return (
@@ -362,7 +361,7 @@ class Checker:
                     f"needs {needed:.2f} of buying power, {available:.2f} available",
                 ), None
             if lim.margin_rate > 0:  # (a rate of 0 needs nothing, whatever the exposure)
-                room = min(room, _ROUND_DOWN.divide(available - needed, lim.margin_rate))
+                room = min(room, ROUND_DOWN.divide(available - needed, lim.margin_rate))
         if lim.daily_loss_limit is not None and pnl <= -lim.daily_loss_limit:
             return (
                 Reason.DAILY_LOSS_LIMIT,

@@ -50,8 +50,9 @@ Percent = Annotated[float, msgspec.Meta(gt=0, le=100)]
 DEFAULT_FILE = "limits.toml"
 
 
-_INFINITY = Decimal("Infinity")
-_ROUND_DOWN = Context(rounding=ROUND_FLOOR)
+UNLIMITED = Decimal("Infinity")
+ROUND_DOWN = Context(rounding=ROUND_FLOOR)
+"""Divisions of limits by prices or rates, rounded toward the safe side."""
 
 
 class SymbolLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -205,7 +206,7 @@ class SymbolView:
             band = self.collar_band
         self.collar_at, self.collar_low, self.collar_high = mark, mark - band, mark + band
         cap = self.max_notional
-        self.notional_qty = _INFINITY if cap is None else _ROUND_DOWN.divide(cap, self.collar_high)
+        self.notional_qty = UNLIMITED if cap is None else ROUND_DOWN.divide(cap, self.collar_high)
 
 
 class AccountView:

@@ -479,12 +479,12 @@ def _price_problem(price: Decimal, sym: SymbolView) -> Verdict:
 
 
 def _collar_problem(price: Decimal, ref: Decimal, sym: SymbolView) -> Verdict:
-    band = ref * sym.collar_pct
-    if sym.collar_band > band:
-        band = sym.collar_band
-    if abs(price - ref) > band:
-        return Reason.PRICE_COLLAR, f"price {price} is more than {band:.8g} from the reference {ref}"
-    return None
+    if sym.collar_at is not ref:
+        sym.set_collar(ref)
+    if sym.collar_low <= price <= sym.collar_high:
+        return None
+    band = sym.collar_high - ref
+    return Reason.PRICE_COLLAR, f"price {price} is more than {band:.8g} from the reference {ref}"
 
 
 def _rate_limited_modify(lim: AccountView) -> Verdict:

@@ -10,7 +10,10 @@ pairs of a resting sell and a buy IOC that fills it (AAPL, 1 lot), so every othe
 - latency at a fixed rate: submit -> accepted and submit -> fill (the taker's filled report), measured as
   the report's arrival time minus the command's `ts` (the engine copies it into `ts_cmd`), p50/p99;
 - highest sustained rate: orders sent as fast as the window of unanswered orders allows, answers/s;
-- baseline in the same run: raw nats-py request/reply round trip (echo responder) on the same server.
+- baselines in the same run: raw nats-py request/reply round trip (echo responder) on the same server,
+  and the durable chain with no engine in it (bench/durable_relay.py: JetStream in, one report stored per
+  command and republished, batched acks, written with nats-py alone) driven by the same client at the
+  same rate - the floor the box gives the engine's design.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ import asyncio
 import contextlib
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,11 +35,13 @@ import nats
 import numpy as np
 from nats.aio.msg import Msg
 
+import durable_relay
 from common import Latency, Runs, header, nats_server, parser, raw_request_reply, run
 from nexus import messages as m
 from nexus import streams, subjects
 from nexus.bus import MSG_ID
 from nexus.messages import ExecType, NewOrder, Side, TimeInForce
+from nexus.procs import die_with_parent
 from nexus.testing import ServiceProcess
 
 SYMBOL = "AAPL"
@@ -53,9 +61,11 @@ class Answer(msgspec.Struct):
 class Client:
     """A bare NATS client that sends orders into JetStream and times their reports."""
 
-    def __init__(self, nc: nats.NATS, tag: str) -> None:
+    def __init__(self, nc: nats.NATS, tag: str, relay: bool = False) -> None:
+        """`relay`: send to the durable relay (bench/durable_relay.py) instead of the engine."""
         self.nc = nc
         self.tag = tag
+        self.relay = relay
         self.sent = 0
         self.acked = 0
         self.ack_errors = 0
@@ -72,7 +82,7 @@ class Client:
             self.inbox + ".*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
         await self.nc.subscribe(
-            subjects.exec_report("*", SYMBOL),
+            durable_relay.REPORTS if self.relay else subjects.exec_report("*", SYMBOL),
             cb=self._on_report,
             pending_msgs_limit=-1,
             pending_bytes_limit=-1,
@@ -119,16 +129,18 @@ class Client:
             ts=time.time_ns(),
         )
         await self.nc.publish(
-            subjects.subject_for(cmd),
+            f"relay.in.{cmd.account}" if self.relay else subjects.subject_for(cmd),
             m.encode(cmd),
             reply=f"{self.inbox}.{i}",
             headers={MSG_ID: streams.command_id(cmd.account, cmd.client_order_id)},
         )
 
 
-async def fixed_rate(url: str, rate: float, seconds: float, tag: str) -> tuple[Latency, Latency, float]:
+async def fixed_rate(
+    url: str, rate: float, seconds: float, tag: str, relay: bool = False
+) -> tuple[Latency, Latency | None, float]:
     nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-    client = Client(nc, tag)
+    client = Client(nc, tag, relay)
     await client.start()
     n = int(rate * seconds)
     t0 = time.perf_counter()
@@ -145,13 +157,13 @@ async def fixed_rate(url: str, rate: float, seconds: float, tag: str) -> tuple[L
     # drop the first second: connection set-up and the engine's first batches
     warm = int(rate)
     accepted = Latency.of(np.array(client.accepted[warm:]))
-    filled = Latency.of(np.array(client.filled[warm // 2 :]))
+    filled = Latency.of(np.array(client.filled[warm // 2 :])) if client.filled else None
     return accepted, filled, n / elapsed
 
 
-async def saturated(url: str, n: int, window: int, tag: str) -> float:
+async def saturated(url: str, n: int, window: int, tag: str, relay: bool = False) -> float:
     nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-    client = Client(nc, tag)
+    client = Client(nc, tag, relay)
     await client.start()
     t0 = time.perf_counter()
     while client.sent < n:
@@ -182,6 +194,27 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+@contextlib.contextmanager
+def relay_process(url: str) -> Iterator[int]:
+    """bench/durable_relay.py in its own process (as the engine runs in its own); yields its pid."""
+    script = Path(__file__).with_name("durable_relay.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), url], stdout=subprocess.PIPE, preexec_fn=die_with_parent
+    )
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"the durable relay did not start (exit code {proc.wait(5)})")
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--rate", type=float, default=5_000.0, help="orders/s of the fixed-rate latency run")
@@ -192,7 +225,11 @@ def main() -> None:
     payload = m.encode(
         NewOrder(account="mk", client_order_id="x", symbol=SYMBOL, side=Side.SELL, qty=ONE, price=PRICE)
     )
-    with tempfile.TemporaryDirectory(prefix="nexus-bench-engine-") as tmp, nats_server(args.nats_url) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="nexus-bench-engine-") as tmp,
+        nats_server(args.nats_url) as url,
+        relay_process(url) as relay_pid,
+    ):
         engine = ServiceProcess(
             "order_engine",
             nats_url=url,
@@ -204,6 +241,7 @@ def main() -> None:
             engine.wait_ready(30)
             base, acc_p50, acc_p99, fill_p50, fill_p99, sat = Runs(), Runs(), Runs(), Runs(), Runs(), Runs()
             cpu_engine, cpu_client = Runs(), Runs()
+            relay_p50, relay_p99, relay_sat, cpu_relay = Runs(), Runs(), Runs(), Runs()
             for r in range(args.runs):  # interleaved, so all see the same machine noise
                 base_lat = run(raw_request_reply(url, 5_000, payload))
                 base.add(base_lat.p50_us)
@@ -216,8 +254,15 @@ def main() -> None:
                 sat.add(run(saturated(url, n_sat, 4_000, f"S{r}-")))
                 cpu_engine.add((_cpu_seconds(engine.pid) - e0) / n_sat * 1e6)
                 cpu_client.add((_own_cpu_seconds() - c0) / n_sat * 1e6)
+                relayed, _, _ = run(fixed_rate(url, args.rate, seconds, f"R{r}-", relay=True))
+                relay_p50.add(relayed.p50_us)
+                relay_p99.add(relayed.p99_us)
+                r0 = _cpu_seconds(relay_pid)
+                relay_sat.add(run(saturated(url, n_sat, 4_000, f"Q{r}-", relay=True)))
+                cpu_relay.add((_cpu_seconds(relay_pid) - r0) / n_sat * 1e6)
                 print(f"run {r + 1}: raw req/rep {base_lat}")
                 print(f"       accepted    {accepted}\n       filled      {filled}")
+                print(f"       relay       {relayed}")
             _, stats = engine.get("/stats")
         finally:
             code = engine.terminate()
@@ -228,8 +273,14 @@ def main() -> None:
     print(f"submit->fill     at {args.rate:,.0f}/s  p50 µs          {fill_p50}")
     print(f"submit->fill     at {args.rate:,.0f}/s  p99 µs          {fill_p99}")
     print(f"highest sustained (window 4,000) orders/s     {sat}")
+    print(f"durable relay, no engine: stored report at {args.rate:,.0f}/s p50 µs  {relay_p50}")
+    print(f"durable relay, no engine: stored report at {args.rate:,.0f}/s p99 µs  {relay_p99}")
+    print(f"durable relay, no engine: sustained orders/s  {relay_sat}")
     print(f"ratio accepted p50 / raw request-reply p50    {acc_p50.median / base.median:.1f}")
-    print(f"CPU per order, saturated: engine µs {cpu_engine}, this client µs {cpu_client}")
+    print(f"ratio accepted p99 / durable relay p99        {acc_p99.median / relay_p99.median:.1f}")
+    print(
+        f"CPU per order, saturated: engine µs {cpu_engine}, this client µs {cpu_client}, relay µs {cpu_relay}"
+    )
     s = stats["stats"]
     print(
         f"engine: {s['commands_total']:,.0f} commands, {s['outputs_published_total']:,.0f} outputs stored, "

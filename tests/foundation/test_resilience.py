@@ -24,6 +24,13 @@ def test_backoff_is_jittered_not_constant() -> None:
     assert max(delays) > 0.8
 
 
+def test_backoffs_without_their_own_rng_still_jitter() -> None:
+    # They share one random source (cheap to make per batch); each draw is still a fresh one.
+    delays = [Backoff(base=1.0, cap=1.0).next() for _ in range(50)]
+    assert len(set(delays)) == 50
+    assert all(0.0 <= d <= 1.0 for d in delays)
+
+
 def test_backoff_caps_and_resets() -> None:
     backoff = Backoff(base=0.5, cap=3.0)
     assert [backoff.ceiling(n) for n in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]

@@ -10,8 +10,10 @@ process. Sources, each replayed as fast as possible in a loop:
   binance      the recorded Binance session (../shared/data/crypto_ws) through the Binance parser and
                the depth book sync: every frame parsed, every book kept
   synthetic    the synthetic venue (GBM market, ladders, trades) as fast as it generates
-and, for comparison on the ceiling's own terms, `binance` with the service in this process (publisher and
-subscriber sharing one event loop, as in the ceiling). A second baseline matches the service's topology:
+and, as a floor for venue parsing, bench/bare_venue_relay.py: the same session decoded (prices kept as
+strings), re-encoded and published with nothing else in between, in its own process - the most a Python
+handler could publish of it here; and, for comparison on the ceiling's own terms, `binance` with the
+service in this process (publisher and subscriber sharing one event loop, as in the ceiling). A second baseline matches the service's topology:
 raw nats-py publishing pre-encoded payloads from another process, counted by the same subscriber (on 2
 cores, publisher + subscriber + nats-server in separate processes compete for the CPU).
 Latency is adapter receive (ts_recv) -> subscriber callback (wall clock, same machine): at saturation it
@@ -250,6 +252,37 @@ async def raw_cross_process(url: str, n: int, payload: bytes) -> float:
     return rate
 
 
+async def bare_floor(url: str, n: int) -> tuple[float, Latency]:
+    """bench/bare_venue_relay.py (the Binance session decoded, re-encoded and published, nothing else) in
+    its own process -> the subscriber here: msgs/s seen."""
+    venue = f"bare{time.monotonic_ns() % 10**9}"
+    script = Path(__file__).with_name("bare_venue_relay.py")
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start() -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            url,
+            venue,
+            str(BINANCE_REC),
+            stdout=asyncio.subprocess.PIPE,
+            preexec_fn=die_with_parent,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        if (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() != b"ready":
+            raise RuntimeError(f"the bare relay did not start (exit code {await proc.wait()})")
+
+    try:
+        return await count(url, venue, start, n, 0)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+            await proc.wait()
+
+
 def median_latency(samples: list[Latency]) -> str:
     """The median run by p99, and the p50/p99 ranges over every run."""
     mid = sorted(samples, key=lambda x: x.p99_us)[len(samples) // 2]
@@ -266,7 +299,9 @@ def main() -> None:
     n = 40_000 if args.quick else 300_000
     payload = m.encode(sample_quote())
     header(f"feed handler: normalised msgs/s seen by a subscriber vs raw nats-py ({n:,} msgs per figure)")
-    figures = {k: Runs() for k in ("raw", "raw_x", "normalised", "binance", "synthetic", "binance_in")}
+    figures = {
+        k: Runs() for k in ("raw", "raw_x", "bare", "normalised", "binance", "synthetic", "binance_in")
+    }
     sat: list[Latency] = []
     steady: list[Latency] = []
     with tempfile.TemporaryDirectory(prefix="nexus-bench-feed-") as tmp, nats_server(args.nats_url) as url:
@@ -276,6 +311,7 @@ def main() -> None:
         for _ in range(args.runs):  # interleaved so every figure sees the same machine noise
             figures["raw"].add(run(raw_pubsub_ceiling(url, n, payload)))
             figures["raw_x"].add(run(raw_cross_process(url, n, payload)))
+            figures["bare"].add(run(bare_floor(url, n))[0])
             for source in ("normalised", "binance", "synthetic"):
                 rate, lat = run(as_process(url, source, ndjson, n))
                 figures[source].add(rate)
@@ -292,6 +328,7 @@ def main() -> None:
         f"   ratio {figures['raw_x'].median / raw:.2f}"
     )
     for key, label in (
+        ("bare", "floor: Binance session, bare relay"),
         ("normalised", "feed handler, normalised replay"),
         ("binance", "feed handler, Binance session  "),
         ("synthetic", "feed handler, synthetic venue "),

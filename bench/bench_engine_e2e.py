@@ -11,9 +11,9 @@ pairs of a resting sell and a buy IOC that fills it (AAPL, 1 lot), so every othe
   the report's arrival time minus the command's `ts` (the engine copies it into `ts_cmd`), p50/p99;
 - highest sustained rate: orders sent as fast as the window of unanswered orders allows, answers/s;
 - baselines in the same run: raw nats-py request/reply round trip (echo responder) on the same server,
-  and the durable chain with no engine in it (bench/durable_relay.py: JetStream in, one report stored per
-  command and republished, batched acks, written with nats-py alone) driven by the same client at the
-  same rate - the floor the box gives the engine's design.
+  and the durable chain with no engine in it (bench/durable_relay.py: JetStream in, the workload's outputs
+  stored in two chained streams and republished, batched acks, written with nats-py alone) driven by the
+  same client at the same rate - the floor the box gives the engine's design.
 """
 
 from __future__ import annotations

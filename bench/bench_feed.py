@@ -13,9 +13,10 @@ process. Sources, each replayed as fast as possible in a loop:
 and, as a floor for venue parsing, bench/bare_venue_relay.py: the same session decoded (prices kept as
 strings), re-encoded and published with nothing else in between, in its own process - the most a Python
 handler could publish of it here; and, for comparison on the ceiling's own terms, `binance` with the
-service in this process (publisher and subscriber sharing one event loop, as in the ceiling). A second baseline matches the service's topology:
-raw nats-py publishing pre-encoded payloads from another process, counted by the same subscriber (on 2
-cores, publisher + subscriber + nats-server in separate processes compete for the CPU).
+service in this process (publisher and subscriber sharing one event loop, as in the ceiling). A second
+baseline matches the service's topology: raw nats-py publishing pre-encoded payloads from another process,
+counted by the same subscriber (on 2 cores, publisher + subscriber + nats-server in separate processes
+compete for the CPU).
 Latency is adapter receive (ts_recv) -> subscriber callback (wall clock, same machine): at saturation it
 is mostly queueing, so it is also measured at a moderate fixed rate (synthetic, ~10k msgs/s).
 """

@@ -73,7 +73,7 @@ async def relay(url: str, venue: str, path: str) -> None:
     agg_trade = msgspec.json.Decoder(_AggTrade).decode
     depth = msgspec.json.Decoder(_Depth).decode
     encode, publish = m.encode, nc.publish
-    safe: dict[str, str] = {}
+    safe = {vs: subjects.safe_symbol(vs) for vs in recording.symbols(path, "binance")}
     print("ready", flush=True)
     n = 0
     while True:
@@ -84,7 +84,7 @@ async def relay(url: str, venue: str, path: str) -> None:
             msg: Any
             if kind == "bookTicker":
                 q = book_ticker(env.data)
-                sym = safe.get(q.s) or safe.setdefault(q.s, subjects.safe_symbol(q.s))
+                sym = safe[q.s]
                 msg = m.Quote(
                     venue=venue,
                     symbol=sym,
@@ -101,7 +101,7 @@ async def relay(url: str, venue: str, path: str) -> None:
                 await publish(subjects.quote(venue, sym), encode(msg))
             elif kind == "aggTrade":
                 t = agg_trade(env.data)
-                sym = safe.get(t.s) or safe.setdefault(t.s, subjects.safe_symbol(t.s))
+                sym = safe[t.s]
                 msg = m.Trade(
                     venue=venue,
                     symbol=sym,
@@ -118,7 +118,7 @@ async def relay(url: str, venue: str, path: str) -> None:
                 await publish(subjects.trade(venue, sym), encode(msg))
             elif kind.startswith("depth"):
                 d = depth(env.data)
-                sym = safe.get(d.s) or safe.setdefault(d.s, subjects.safe_symbol(d.s))
+                sym = safe[d.s]
                 msg = m.BookDelta(
                     venue=venue,
                     symbol=sym,

@@ -129,7 +129,7 @@ class Client:
             ts=time.time_ns(),
         )
         await self.nc.publish(
-            f"relay.in.{cmd.account}" if self.relay else subjects.subject_for(cmd),
+            durable_relay.command_subject(cmd.account) if self.relay else subjects.subject_for(cmd),
             m.encode(cmd),
             reply=f"{self.inbox}.{i}",
             headers={MSG_ID: streams.command_id(cmd.account, cmd.client_order_id)},

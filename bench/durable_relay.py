@@ -65,6 +65,11 @@ class _Ack(msgspec.Struct):
     error: dict[str, object] | None = None
 
 
+def command_subject(account: str) -> str:
+    """Where the client sends a command for the relay (stored in RELAY_IN)."""
+    return f"relay.in.{account}"
+
+
 def stream_configs() -> list[StreamConfig]:
     return [
         StreamConfig(

@@ -30,12 +30,13 @@ from feed_handler.config import FeedConfig
 from feed_handler.counters import FeedCounters
 from feed_handler.errors import BadInput
 from feed_handler.health import HealthParts, HealthTracker
+from feed_handler.normalised import MarketDataMsg, Quote, Trade
 from feed_handler.outbox import Outbox
 from feed_handler.protocols.base import sample
 from feed_handler.state import FeedState
 from nexus import subjects
 from nexus.logs import get_logger
-from nexus.messages import FeedStatus, MarketDataMsg, Quote, Trade, now_ns
+from nexus.messages import FeedStatus, now_ns
 from nexus.resilience import Backoff, BreakerState, CircuitBreaker
 
 STABLE_AFTER = 1.0

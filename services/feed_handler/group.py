@@ -31,16 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from feed_handler.config import GroupConfig
 from feed_handler.counters import FeedCounters
 from feed_handler.dedupe import RecentTradeIds
 from feed_handler.feed import Feed
+from feed_handler.normalised import BookSnapshot, MarketDataMsg, Quote, Trade
 from feed_handler.outbox import Outbox
 from nexus import subjects
 from nexus.logs import get_logger
-from nexus.messages import BookSnapshot, FeedStatus, MarketDataMsg, Quote, Trade, now_ns
+from nexus.messages import FeedStatus, now_ns
 
 STANDBY_WINDOW = 2.0
 """Seconds of a standby member's trades kept for publication at its promotion."""
@@ -177,7 +176,7 @@ class FailoverGroup:
 
         def route(msg: MarketDataMsg) -> None:
             if msg.venue != self.config.venue:
-                msg = msgspec.structs.replace(msg, venue=self.config.venue)
+                msg.venue = self.config.venue  # the member's message, not yet queued: the group's now
             if member is self.active:
                 self._publish(msg)
             elif type(msg) is Trade:

@@ -11,10 +11,11 @@
                           (`dropped_total`); book data is never dropped (a lost delta would corrupt every
                           consumer's book), and conflation bounds it to one pending update per subject.
 
-The publisher sets `ts_pub`, encodes and publishes, trades and quotes in two tasks: a trade waits for at
-most one batch of quotes for the CPU, and never for a quote publish that the NATS server is pushing
-back on. Trades go out on a dedicated NATS connection (Service.dedicated_p0), so they never queue behind
-quote bytes in a socket buffer either (bench/bench_feed_flood.py measures both).
+The publisher sets `ts_pub` (in place: a queued message belongs to the outbox), encodes and publishes,
+trades and quotes in two tasks: a trade waits for at most one batch of quotes for the CPU, and never for
+a quote publish that the NATS server is pushing back on. Trades go out on a dedicated NATS connection
+(Service.dedicated_p0), so they never queue behind quote bytes in a socket buffer either
+(bench/bench_feed_flood.py measures both).
 """
 
 from __future__ import annotations
@@ -22,18 +23,19 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 
 import msgspec
 
 from feed_handler.book import Book
 from feed_handler.counters import FeedCounters
-from nexus import messages
+from feed_handler.normalised import BookDelta, BookMsg, BookSnapshot, Level, MarketDataMsg, Quote, Trade
 from nexus.logs import get_logger
-from nexus.messages import BookDelta, BookSnapshot, FeedStatus, MarketDataMsg, Quote, Trade, now_ns
+from nexus.messages import FeedStatus, now_ns
 
 Publish = Callable[[str, bytes], Awaitable[None]]
 """A connection's publish(subject, payload), e.g. nats Client.publish."""
-BookMsg = BookSnapshot | BookDelta
+_encode = msgspec.json.Encoder().encode
 
 P1_BATCH = 64
 """p1 messages published between two looks at the trade queue."""
@@ -55,16 +57,19 @@ def merge_book(old: BookMsg, new: BookMsg) -> BookMsg:
             ts_event=new.ts_event,
             ts_recv=new.ts_recv,
         )
-    bids = dict(old.bids)
-    bids.update(new.bids)
-    asks = dict(old.asks)
-    asks.update(new.asks)
     return msgspec.structs.replace(
         new,
-        bids=tuple(sorted(bids.items(), reverse=True)),
-        asks=tuple(sorted(asks.items())),
+        bids=_merge_levels(old.bids, new.bids, descending=True),
+        asks=_merge_levels(old.asks, new.asks, descending=False),
         first_seq=old.first_seq or new.first_seq,
     )
+
+
+def _merge_levels(old: tuple[Level, ...], new: tuple[Level, ...], descending: bool) -> tuple[Level, ...]:
+    """The levels of two deltas as one, by price (as an exact Decimal: "1.50" and "1.5" are one level);
+    the later size wins, a size of 0 stays (it removes the level downstream)."""
+    merged = {Decimal(price): (price, size) for price, size in (*old, *new)}
+    return tuple(merged[p] for p in sorted(merged, reverse=descending))
 
 
 class Outbox:
@@ -207,13 +212,13 @@ class Publisher:
         """Every pending trade, then every pending status."""
         box = self.outbox
         pub0 = self._p0
-        encode = messages.encode
-        replace = msgspec.structs.replace
+        encode = _encode
         p0, p2 = box.p0, box.p2
         try:
             while p0:
                 subject, trade, counters = p0[0]
-                await pub0(subject, encode(replace(trade, ts_pub=now_ns())))
+                trade.ts_pub = now_ns()
+                await pub0(subject, encode(trade))
                 p0.popleft()  # only once published: a trade is never lost to a failed publish
                 counters.published_total += 1
                 self.published_total += 1
@@ -228,14 +233,14 @@ class Publisher:
         """Up to P1_BATCH pending quote/book updates, oldest first."""
         box = self.outbox
         pub1 = self._p1
-        encode = messages.encode
-        replace = msgspec.structs.replace
+        encode = _encode
         p1 = box.p1
         n = 0
         try:
             while p1 and n < P1_BATCH:
                 subject, msg, counters = box.pop_p1()
-                await pub1(subject, encode(replace(msg, ts_pub=now_ns())))
+                msg.ts_pub = now_ns()
+                await pub1(subject, encode(msg))
                 counters.published_total += 1
                 self.published_total += 1
                 n += 1

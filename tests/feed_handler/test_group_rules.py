@@ -3,14 +3,12 @@ publishes."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from feed_handler.config import GroupConfig, SyntheticFeed
 from feed_handler.feed import Feed
 from feed_handler.group import FailoverGroup, MemberView, choose
 from feed_handler.manager import make_adapter
+from feed_handler.normalised import Trade
 from feed_handler.outbox import Outbox
-from nexus.messages import Trade
 
 CFG = GroupConfig(
     name="g", members=["a", "b", "c"], failover_health=0.3, failback_health=0.8, failback_after=3.0
@@ -87,8 +85,8 @@ def trade(symbol: str, trade_id: int) -> Trade:
         venue_symbol=symbol,
         seq=trade_id,
         trade_id=str(trade_id),
-        price=Decimal(1),
-        size=Decimal(1),
+        price="1",
+        size="1",
     )
 
 

@@ -4,15 +4,17 @@ the publisher is behind; a merged book update equals the updates applied one by 
 from __future__ import annotations
 
 import random
-from decimal import Decimal
 
-from feed_handler.book import Book
+from feed_handler.book import Book, Level
 from feed_handler.counters import FeedCounters
+from feed_handler.normalised import BookDelta, BookSnapshot, Quote, Trade
 from feed_handler.outbox import Outbox, merge_book
 from nexus import subjects
-from nexus.messages import BookDelta, BookSnapshot, Quote, Trade
 
-D = Decimal
+
+def D(value: int) -> str:
+    """A decimal as a venue writes it."""
+    return str(value)
 
 
 def quote(sym: str, bid: int, seq: int = 0) -> Quote:
@@ -75,7 +77,7 @@ def test_at_the_limit_new_quotes_are_dropped_and_counted_but_book_data_is_kept()
 def test_a_merged_book_update_equals_the_updates_applied_in_turn() -> None:
     rng = random.Random(3)
 
-    def levels(lo: int, hi: int) -> tuple[tuple[Decimal, Decimal], ...]:
+    def levels(lo: int, hi: int) -> tuple[Level, ...]:
         return tuple((D(rng.randint(lo, hi)), D(rng.choice([0, 1, 2, 7]))) for _ in range(rng.randint(0, 4)))
 
     for _ in range(300):

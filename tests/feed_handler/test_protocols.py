@@ -4,7 +4,6 @@ hand-made frames for the sync and bad-input rules."""
 from __future__ import annotations
 
 from collections import Counter
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -12,10 +11,11 @@ import pytest
 
 from feed_handler.book import Book
 from feed_handler.errors import BadInput
+from feed_handler.normalised import BookDelta, BookSnapshot, MarketDataMsg, Quote, Trade
 from feed_handler.protocols import lobster, recording
 from feed_handler.protocols.binance import BinanceProtocol
 from feed_handler.protocols.coinbase import CoinbaseProtocol
-from nexus.messages import BookDelta, BookSnapshot, MarketDataMsg, Quote, Side, Trade
+from nexus.messages import Side
 from tests.feed_handler.helpers import BINANCE_REC, COINBASE_REC, LOBSTER_MSG
 
 enc = msgspec.json.Encoder()
@@ -92,7 +92,7 @@ def test_every_message_of_the_binance_session_parses_and_books_never_cross() -> 
     assert trade.venue_symbol == "ZILUSDT"
     assert trade.trade_id == "18938405"
     assert trade.aggressor is Side.BUY
-    assert trade.price == Decimal("0.21448000")
+    assert trade.price == "0.21448000"
     assert trade.ts_event == 1617647603483 * 1_000_000
 
 
@@ -129,12 +129,12 @@ def test_lobster_sample_gives_trades_and_top_of_book_quotes() -> None:
     quotes = [m for _, m in items if isinstance(m, Quote)]
     assert len(trades) == 8974 + 2445  # executions of visible and hidden orders
     assert trades[0].aggressor is Side.BUY
-    assert trades[0].price == Decimal("223.82")
+    assert trades[0].price == "223.8200"  # price x 10000 in the file: four places, as before
     assert all(q.bid_px is None or q.ask_px is None or q.bid_px < q.ask_px for q in quotes)
     times = [t for t, _ in items]
     assert times == sorted(times)
     assert quotes[0].symbol == "AMZN"
-    assert quotes[0].ask_px == Decimal("223.95")
+    assert quotes[0].ask_px == "223.9500"
 
 
 # -- Binance depth sync rules on hand-made frames ----------------------------------------------------
@@ -179,7 +179,7 @@ def test_depth_sync_buffers_until_the_snapshot_then_bridges_with_the_first_diff(
     snap = out.msgs[0]
     assert isinstance(snap, BookSnapshot)
     assert snap.seq == 12
-    assert snap.bids == ((Decimal(100), Decimal(1)), (Decimal(99), Decimal(2)), (Decimal(98), Decimal(3)))
+    assert snap.bids == (("100", "1"), ("99", "2"), ("98", "3"))
     proto.on_frame(depth(13, 13, bids=[["100", "0"]]), 1)
     delta = out.msgs[-1]
     assert isinstance(delta, BookDelta)
@@ -257,6 +257,43 @@ def test_a_diff_that_crosses_the_book_is_bad_input_and_resyncs() -> None:
             "invalid_field",
         ),
         (b'{"hello": "world"}', "unknown_type"),
+        # decimals must be plain JSON numbers: what is published is the venue's own text
+        *(
+            (
+                frame("btcusdt@bookTicker", {"u": 1, "s": "BTCUSDT", "b": bad, "B": "1", "a": "2", "A": "1"}),
+                why,
+            )
+            for bad, why in [
+                (" 1", "invalid_field"),
+                ("nan", "invalid_field"),
+                ("+1", "invalid_field"),
+                ("1.2.3", "invalid_field"),
+                ("1,5", "invalid_field"),
+                ("0.00000000000000001", "invalid_field"),  # 17 characters: a price is at most 16
+                ("1e400", "invalid_field"),
+            ]
+        ),
+        (
+            frame(
+                "btcusdt@aggTrade",
+                {"e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": 1, "p": "-5", "q": "1", "T": 1, "m": True},
+            ),
+            "invalid_field",
+        ),
+        (
+            frame(
+                "btcusdt@aggTrade",
+                {"e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": 1, "p": "5", "q": "0.000", "T": 1, "m": True},
+            ),
+            "invalid_field",
+        ),
+        (
+            frame(
+                "btcusdt@aggTrade",
+                {"e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": 1, "p": "5", "q": "-1", "T": 1, "m": True},
+            ),
+            "negative_size",
+        ),
     ],
 )
 def test_bad_binance_input_is_reported_with_a_reason_and_skipped(raw: bytes, reason: str) -> None:
@@ -267,6 +304,25 @@ def test_bad_binance_input_is_reported_with_a_reason_and_skipped(raw: bytes, rea
     ok = frame("btcusdt@bookTicker", {"u": 2, "s": "BTCUSDT", "b": "1", "B": "1", "a": "2", "A": "1"})
     proto.on_frame(ok, 1)  # the next good message goes through
     assert isinstance(out.msgs[-1], Quote)
+
+
+def test_frames_are_read_as_text_or_bytes_and_in_any_key_order() -> None:
+    """The usual frame (`{"stream": ..., "data": ...}`) is recognised from its first bytes; any other
+    spelling of the same message goes the long way and gives the same result."""
+    data = {"u": 7, "s": "BTCUSDT", "b": "100.10", "B": "2.5", "a": "100.20", "A": "0.75", "E": 1}
+    usual = frame("btcusdt@bookTicker", data)
+    reordered = enc.encode({"data": data, "stream": "btcusdt@bookTicker"})
+    spaced = b'{ "stream" : "btcusdt@bookTicker", "data": ' + enc.encode(data) + b"}"
+    got = []
+    for raw in (usual, usual.decode(), reordered, spaced.decode()):
+        proto, out, _ = binance()
+        proto.on_frame(raw, 1)
+        assert out.bad == []
+        got.append(out.msgs[0])
+    assert all(q == got[0] for q in got)
+    quote = got[0]
+    assert isinstance(quote, Quote)
+    assert (quote.bid_px, quote.bid_sz, quote.ask_px, quote.ask_sz) == ("100.10", "2.5", "100.20", "0.75")
 
 
 def test_a_negative_size_in_a_diff_resyncs_rather_than_leaving_a_hole() -> None:
@@ -321,7 +377,7 @@ def test_coinbase_crossed_update_resubscribes_the_product_and_ignores_updates_un
     proto.on_frame(cb("snapshot", product_id="BTC-USD", bids=[["100", "2"]], asks=[["101", "2"]]), 1)
     assert out.crossed == 0
     assert isinstance(out.msgs[-1], Quote)
-    assert out.msgs[-1].bid_sz == Decimal(2)
+    assert out.msgs[-1].bid_sz == "2"
 
 
 @pytest.mark.parametrize(

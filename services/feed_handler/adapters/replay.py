@@ -27,11 +27,12 @@ from feed_handler.adapters.base import Adapter, AdapterFailed, FeedContext
 from feed_handler.adapters.pacing import BATCH, Pacer
 from feed_handler.book import Book
 from feed_handler.config import ReplayFeed
+from feed_handler.normalised import MarketDataMsg, Trade
 from feed_handler.protocols import lobster, ndjson, recording
 from feed_handler.protocols.base import Retime
 from feed_handler.protocols.binance import BinanceProtocol
 from feed_handler.protocols.coinbase import CoinbaseProtocol
-from nexus.messages import MarketDataMsg, Trade, now_ns
+from nexus.messages import now_ns
 
 _T = TypeVar("_T")
 

@@ -9,45 +9,44 @@ the publisher takes it (for benchmarks).
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 
 from feed_handler.adapters.base import Adapter, AdapterFailed, FeedContext
 from feed_handler.adapters.pacing import BATCH, Pacer
 from feed_handler.config import SyntheticFeed
 from feed_handler.market import Event, SyntheticMarket
+from feed_handler.normalised import BookDelta, BookSnapshot, Quote, Trade
 from nexus.errors import SettingsError
 from nexus.instruments import Instrument, load_instruments
-from nexus.messages import BookDelta, BookSnapshot, Quote, Trade, now_ns
+from nexus.messages import now_ns
 
-_ZERO = Decimal(0)
 CACHE_MAX = 4096
 
 
 class _Decimals:
-    """Ticks and lots of one instrument as Decimals, memoised: the ladder keeps revisiting the same
-    prices and the sizes come from a fixed table, so most conversions are a dict lookup."""
+    """Ticks and lots of one instrument as decimal strings, memoised: the ladder keeps revisiting the
+    same prices and the sizes come from a fixed table, so most conversions are a dict lookup."""
 
     __slots__ = ("inst", "lots", "ticks")
 
     def __init__(self, inst: Instrument) -> None:
         self.inst = inst
-        self.ticks: dict[int, Decimal] = {}
-        self.lots: dict[int, Decimal] = {}
+        self.ticks: dict[int, str] = {}
+        self.lots: dict[int, str] = {}
 
-    def price(self, ticks: int) -> Decimal:
+    def price(self, ticks: int) -> str:
         d = self.ticks.get(ticks)
         if d is None:
             if len(self.ticks) >= CACHE_MAX:
                 self.ticks.clear()
-            d = self.ticks[ticks] = self.inst.price(ticks)
+            d = self.ticks[ticks] = str(self.inst.price(ticks))
         return d
 
-    def qty(self, lots: int) -> Decimal:
+    def qty(self, lots: int) -> str:
         d = self.lots.get(lots)
         if d is None:
             if len(self.lots) >= CACHE_MAX:
                 self.lots.clear()
-            d = self.lots[lots] = self.inst.qty(lots)
+            d = self.lots[lots] = str(self.inst.qty(lots))
         return d
 
 
@@ -174,9 +173,9 @@ class SyntheticAdapter(Adapter[SyntheticFeed]):
                 ts_event=now,
                 ts_recv=now,
                 bid_px=inst.price(bid[0]) if bid else None,
-                bid_sz=inst.qty(bid[1]) if bid else _ZERO,
+                bid_sz=inst.qty(bid[1]) if bid else "0",
                 ask_px=inst.price(ask[0]) if ask else None,
-                ask_sz=inst.qty(ask[1]) if ask else _ZERO,
+                ask_sz=inst.qty(ask[1]) if ask else "0",
             )
         )
 

@@ -4,23 +4,44 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Protocol
+from typing import Annotated, Protocol, TypeVar
 
 import msgspec
 
 from feed_handler.errors import BadInput
-from nexus.messages import MarketDataMsg
+from feed_handler.normalised import MarketDataMsg
 
-LevelList = list[tuple[Decimal, Decimal]]
+# A venue's prices and sizes are decoded twice, both times in C: as text (`PriceText`, `str`), which
+# is what gets published, and as values (`PriceValue`, `SizeValue`, with a decoder made by
+# `value_decoder`), which the checks and the book compare. A value decoder accepts a string only when
+# it is a JSON number (digits, at most one point, an optional exponent: "43123.45000000", no spaces,
+# no "+", no "nan"), so the text that goes out is a plain decimal every consumer can read.
+S = TypeVar("S", bound=msgspec.Struct)
+MAX_PRICE = 9e15
+"""Below 2**53: with at most 16 characters, a price then has at most 15 significant digits, and its
+binary64 value orders and compares it exactly (feed_handler.book)."""
+PriceText = Annotated[str, msgspec.Meta(max_length=16)]
+PriceValue = Annotated[float, msgspec.Meta(gt=0, lt=MAX_PRICE)]
+SizeValue = Annotated[float, msgspec.Meta(ge=0, le=1e300)]
+"""Non-negative and finite. Sizes are the only values bounded by `>= 0`, so `classify` reports a failure
+of that bound as a negative size (a "nan" size too). A size is zero when its value is (a size below
+1e-308 would be taken for zero: no venue has such a lot)."""
+LevelList = list[tuple[PriceText, str]]
 """Price levels as a venue sends them: [[price, size], ...]."""
+LevelValues = list[tuple[PriceValue, SizeValue]]
+"""The same levels' values (a level with a negative size or a price not above 0 fails to decode)."""
+
+
+def value_decoder(kind: type[S]) -> msgspec.json.Decoder[S]:
+    """A decoder of `kind`'s float fields from the venue's decimal strings (lax: a string may hold a
+    number)."""
+    return msgspec.json.Decoder(kind, strict=False)
+
 
 Retime = Callable[[int], int]
 """Maps a venue event time (ns) to the published ts_event (identity live; shifted in a replay)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ZERO = Decimal(0)
-"""Comparing a Decimal with a Decimal zero costs half of comparing it with the int 0."""
 
 
 class Output(Protocol):
@@ -42,15 +63,6 @@ class Output(Protocol):
         """The venue said something that is not market data (ack, heartbeat): the feed is alive."""
 
 
-def check_levels(levels: LevelList, what: str) -> None:
-    """Refuse a level with a negative size or a price that is not positive (BadInput, with the reason)."""
-    for price, size in levels:
-        if size < _ZERO:
-            raise BadInput("negative_size", f"{what} level {price} has size {size}")
-        if price <= _ZERO:
-            raise BadInput("invalid_field", f"{what} level price {price} is not positive")
-
-
 def identity(ns: int) -> int:
     return ns
 
@@ -62,6 +74,8 @@ def classify(exc: msgspec.DecodeError) -> BadInput:
         return BadInput("invalid_json", text)
     if "missing required field" in text:
         return BadInput("missing_field", text)
+    if "Expected `float` >= 0" in text:
+        return BadInput("negative_size", text)
     if "Invalid value" in text and "`$.type`" in text:
         return BadInput("unknown_type", text)
     return BadInput("invalid_field", text)

@@ -16,20 +16,36 @@ A BookSnapshot of the whole book is published at every (re)sync, so a consumer c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from feed_handler.book import Book
 from feed_handler.errors import BadInput, CrossedBook
-from feed_handler.protocols.base import LevelList, Output, Retime, check_levels, classify, identity
-from nexus.messages import BookDelta, BookSnapshot, Quote, Side, Trade
+from feed_handler.normalised import BookDelta, BookSnapshot, Quote, Trade
+from feed_handler.protocols.base import (
+    LevelList,
+    LevelValues,
+    Output,
+    PriceText,
+    PriceValue,
+    Retime,
+    SizeValue,
+    classify,
+    identity,
+    value_decoder,
+)
+from nexus.messages import Side
 from nexus.subjects import safe_symbol
 
 MS = 1_000_000
 MAX_BUFFERED = 2000
 """Depth diffs kept per symbol while waiting for a snapshot; older ones are dropped (a later resync)."""
+MAX_STREAM_NAMES = 4096
+"""Stream names whose kind is remembered (a venue sending ever new names cannot grow the table)."""
+
+# Each stream message is decoded twice from the whole frame, both times in C: its text (what is
+# published) and its values (what is checked and compared; protocols.base explains why).
 
 
 class _Envelope(msgspec.Struct):
@@ -43,11 +59,18 @@ class _Envelope(msgspec.Struct):
 class _BookTicker(msgspec.Struct):
     u: int
     s: str
-    b: Decimal
-    B: Decimal
-    a: Decimal
-    A: Decimal
+    b: PriceText
+    B: str
+    a: PriceText
+    A: str
     E: int = 0
+
+
+class _BookTickerValues(msgspec.Struct):
+    b: PriceValue
+    B: SizeValue
+    a: PriceValue
+    A: SizeValue
 
 
 class _AggTrade(msgspec.Struct):
@@ -55,8 +78,8 @@ class _AggTrade(msgspec.Struct):
     E: int
     s: str
     a: int
-    p: Decimal
-    q: Decimal
+    p: str
+    q: str
     T: int
     m: bool
 
@@ -66,10 +89,15 @@ class _RawTrade(msgspec.Struct):
     E: int
     s: str
     t: int
-    p: Decimal
-    q: Decimal
+    p: str
+    q: str
     T: int
     m: bool
+
+
+class _TradeValues(msgspec.Struct):
+    p: PriceValue
+    q: SizeValue
 
 
 class _Depth(msgspec.Struct):
@@ -82,6 +110,11 @@ class _Depth(msgspec.Struct):
     a: LevelList
 
 
+class _DepthValues(msgspec.Struct):
+    b: LevelValues
+    a: LevelValues
+
+
 class DepthSnapshot(msgspec.Struct):
     """The REST answer of GET /api/v3/depth."""
 
@@ -90,13 +123,39 @@ class DepthSnapshot(msgspec.Struct):
     asks: LevelList
 
 
+class _SnapshotValues(msgspec.Struct):
+    bids: LevelValues
+    asks: LevelValues
+
+
+def _frame(data: type[msgspec.Struct], *, values: bool = False) -> msgspec.json.Decoder[Any]:
+    """A decoder of a whole `{"stream": ..., "data": {...}}` frame into its `data`."""
+    frame = msgspec.defstruct(f"{data.__name__}Frame", [("data", data)])
+    return value_decoder(frame) if values else msgspec.json.Decoder(frame)
+
+
 _envelope = msgspec.json.Decoder(_Envelope)
-_book_ticker = msgspec.json.Decoder(_BookTicker)
-_agg_trade = msgspec.json.Decoder(_AggTrade)
-_raw_trade = msgspec.json.Decoder(_RawTrade)
-_depth = msgspec.json.Decoder(_Depth)
+_book_ticker = _frame(_BookTicker)
+_book_ticker_values = _frame(_BookTickerValues, values=True)
+_agg_trade = _frame(_AggTrade)
+_raw_trade = _frame(_RawTrade)
+_trade_values = _frame(_TradeValues, values=True)
+_depth = _frame(_Depth)
+_depth_values = _frame(_DepthValues, values=True)
 _snapshot = msgspec.json.Decoder(DepthSnapshot)
+_snapshot_values = value_decoder(_SnapshotValues)
 _encoder = msgspec.json.Encoder()
+
+QUOTE, AGG_TRADE, TRADE, DEPTH = range(4)
+_KINDS = {"bookTicker": QUOTE, "aggTrade": AGG_TRADE, "trade": TRADE}
+_HEAD = '{"stream":"'
+_HEAD_BYTES = _HEAD.encode()
+
+
+def stream_kind(stream: str) -> int | None:
+    """QUOTE, AGG_TRADE, TRADE or DEPTH for a stream name (`btcusdt@depth@100ms`), None if unknown."""
+    kind = stream.partition("@")[2]
+    return DEPTH if kind.startswith("depth") else _KINDS.get(kind)
 
 
 def stream_names(symbols: Iterable[str], channels: Iterable[str], depth_interval: str = "100ms") -> list[str]:
@@ -124,7 +183,7 @@ class _Sync:
         self.requested = False
         self.first = True
         self.prev_u = 0
-        self.buffer: list[tuple[_Depth, int]] = []
+        self.buffer: list[tuple[_Depth, _DepthValues, int]] = []
 
 
 class BinanceProtocol:
@@ -150,6 +209,8 @@ class BinanceProtocol:
         self._sync: dict[str, _Sync] = {}
         self._last_trade: dict[str, int] = {}
         self._fresh: set[str] = set()
+        self._kinds: dict[str | bytes, int | None] = {}
+        """Stream name (as it appears in a frame, str or bytes) -> its kind."""
         self.stale_diffs_total = 0
         """Diffs already contained in the book (u <= the book's id): normal right after a snapshot."""
 
@@ -169,31 +230,43 @@ class BinanceProtocol:
     def on_frame(self, raw: bytes | str, ts_recv: int) -> None:
         """One websocket text frame. Bad input is reported to `out`, never raised."""
         try:
-            env = _envelope.decode(raw)
-            if env.stream is None or not env.data:
-                self._control(env, raw)
-                return
-            kind = env.stream.partition("@")[2]
-            if kind == "bookTicker":
-                self._quote(_book_ticker.decode(env.data), ts_recv)
-            elif kind == "aggTrade":
-                agg = _agg_trade.decode(env.data)
-                self._expect_event(agg.e, "aggTrade")
-                self._trade(agg.s, agg.a, agg.p, agg.q, agg.T, agg.m, ts_recv)
-            elif kind == "trade":
-                t = _raw_trade.decode(env.data)
-                self._expect_event(t.e, "trade")
-                self._trade(t.s, t.t, t.p, t.q, t.T, t.m, ts_recv)
-            elif kind.startswith("depth"):
-                d = _depth.decode(env.data)
-                self._expect_event(d.e, "depthUpdate")
-                self._depth(d, ts_recv, raw)
+            kind = self._kind(raw)
+            if kind is None:  # not a stream message as Binance writes them: look inside
+                env = _envelope.decode(raw)
+                if env.stream is None or not env.data:
+                    self._control(env, raw)
+                    return
+                kind = stream_kind(env.stream)
+                if kind is None:
+                    raise BadInput("unknown_type", f"stream {env.stream!r}")
+            if kind == QUOTE:
+                self._quote(raw, ts_recv)
+            elif kind == DEPTH:
+                self._depth(raw, ts_recv)
             else:
-                raise BadInput("unknown_type", f"stream {env.stream!r}")
+                self._trade(raw, kind, ts_recv)
         except msgspec.DecodeError as exc:
             self.out.bad_input(classify(exc), raw)
         except BadInput as exc:
             self.out.bad_input(exc, raw)
+
+    def _kind(self, raw: bytes | str) -> int | None:
+        """The kind of a frame that begins `{"stream":"<name>"`, from its name; None otherwise."""
+        if isinstance(raw, str):
+            if not raw.startswith(_HEAD):
+                return None
+            name: str | bytes = raw[11 : raw.find('"', 11)]
+        else:
+            if not raw.startswith(_HEAD_BYTES):
+                return None
+            name = raw[11 : raw.find(b'"', 11)]
+        try:
+            return self._kinds[name]
+        except KeyError:
+            kind = stream_kind(name if isinstance(name, str) else name.decode("utf-8", "replace"))
+            if len(self._kinds) < MAX_STREAM_NAMES:
+                self._kinds[name] = kind
+            return kind
 
     def _control(self, env: _Envelope, raw: bytes | str) -> None:
         if env.id is not None and (env.error is not None or env.result is not msgspec.UNSET):
@@ -214,14 +287,14 @@ class BinanceProtocol:
             raise BadInput("unknown_symbol", venue_symbol)
         return sym
 
-    def _quote(self, q: _BookTicker, ts_recv: int) -> None:
+    def _quote(self, raw: bytes | str, ts_recv: int) -> None:
+        q: _BookTicker = _book_ticker.decode(raw).data
         sym = self._symbol(q.s)
-        if q.B < 0 or q.A < 0:
-            raise BadInput("negative_size", f"{q.s} bookTicker sizes {q.B}/{q.A}", sym)
-        bid = q.b if q.B else None
-        ask = q.a if q.A else None
-        if bid is not None and ask is not None and bid >= ask:
-            raise BadInput("crossed_quote", f"{q.s} bid {bid} >= ask {ask}", sym)
+        v: _BookTickerValues = _book_ticker_values.decode(raw).data
+        has_bid = v.B > 0
+        has_ask = v.A > 0
+        if has_bid and has_ask and v.b >= v.a:
+            raise BadInput("crossed_quote", f"{q.s} bid {q.b} >= ask {q.a}", sym)
         self.out.emit(
             Quote(
                 venue=self.venue,
@@ -230,21 +303,27 @@ class BinanceProtocol:
                 seq=q.u,
                 ts_event=self.retime(q.E * MS) if q.E else ts_recv,
                 ts_recv=ts_recv,
-                bid_px=bid,
+                bid_px=q.b if has_bid else None,
                 bid_sz=q.B,
-                ask_px=ask,
+                ask_px=q.a if has_ask else None,
                 ask_sz=q.A,
             )
         )
 
-    def _trade(
-        self, vs: str, tid: int, price: Decimal, size: Decimal, t_ms: int, buyer_maker: bool, ts_recv: int
-    ) -> None:
+    def _trade(self, raw: bytes | str, kind: int, ts_recv: int) -> None:
+        t: _AggTrade | _RawTrade
+        if kind == AGG_TRADE:
+            agg: _AggTrade = _agg_trade.decode(raw).data
+            self._expect_event(agg.e, "aggTrade")
+            t, tid = agg, agg.a
+        else:
+            single: _RawTrade = _raw_trade.decode(raw).data
+            self._expect_event(single.e, "trade")
+            t, tid = single, single.t
+        vs = t.s
         sym = self._symbol(vs)
-        if size <= 0:
-            raise BadInput("negative_size" if size < 0 else "invalid_field", f"{vs} trade {tid} size {size}")
-        if price <= 0:
-            raise BadInput("invalid_field", f"{vs} trade {tid} price {price}")
+        if not _trade_values.decode(raw).data.q:
+            raise BadInput("invalid_field", f"{vs} trade {tid} size {t.q}")
         last = self._last_trade.get(sym)
         if last is not None:
             if tid <= last:
@@ -259,12 +338,12 @@ class BinanceProtocol:
                 symbol=sym,
                 venue_symbol=vs,
                 seq=tid,
-                ts_event=self.retime(t_ms * MS),
+                ts_event=self.retime(t.T * MS),
                 ts_recv=ts_recv,
                 trade_id=str(tid),
-                price=price,
-                size=size,
-                aggressor=Side.SELL if buyer_maker else Side.BUY,
+                price=t.p,
+                size=t.q,
+                aggressor=Side.SELL if t.m else Side.BUY,
             )
         )
 
@@ -276,19 +355,21 @@ class BinanceProtocol:
             st = self._sync[vs] = _Sync(vs, self._symbol(vs))
         return st
 
-    def _depth(self, d: _Depth, ts_recv: int, raw: bytes | str) -> None:
+    def _depth(self, raw: bytes | str, ts_recv: int) -> None:
+        d: _Depth = _depth.decode(raw).data
+        self._expect_event(d.e, "depthUpdate")
         st = self._state(d.s)
         try:
-            check_levels(d.b, "bid")
-            check_levels(d.a, "ask")
-        except BadInput as exc:
+            v: _DepthValues = _depth_values.decode(raw).data
+        except msgspec.ValidationError as exc:
             # Skipping a diff would leave a hole in the book: report it and resync the symbol.
-            self.out.bad_input(exc, raw)
+            bad = classify(exc)
+            self.out.bad_input(bad, raw)
             if st.synced:
-                self._resync(st, exc.reason)
+                self._resync(st, bad.reason)
             return
         if not st.synced:
-            st.buffer.append((d, ts_recv))
+            st.buffer.append((d, v, ts_recv))
             if len(st.buffer) > MAX_BUFFERED:
                 del st.buffer[0]
             self._request(st)
@@ -296,7 +377,7 @@ class BinanceProtocol:
         if d.u <= st.prev_u:
             self.stale_diffs_total += 1
             return
-        if not self._apply(st, d, ts_recv):
+        if not self._apply(st, d, v, ts_recv):
             return
         self.out.emit(
             BookDelta(
@@ -312,27 +393,26 @@ class BinanceProtocol:
             )
         )
 
-    def _apply(self, st: _Sync, d: _Depth, ts_recv: int) -> bool:
+    def _apply(self, st: _Sync, d: _Depth, v: _DepthValues, ts_recv: int) -> bool:
         """Apply one diff to a synced book with the continuity and crossing checks; False = resyncing."""
         expected = st.prev_u + 1
         ok = (d.U <= expected <= d.u) if st.first else (expected == d.U)
         if not ok:
             self.out.gap(st.book.symbol, f"{d.s}: expected update {expected}, got U={d.U} u={d.u}")
-            self._resync(st, "gap", (d, ts_recv))
+            self._resync(st, "gap", (d, v, ts_recv))
             return False
-        st.book.apply(d.b, d.a, d.u)
+        book = st.book
+        book.apply_valued(d.b, v.b, d.a, v.a, d.u)
         st.prev_u = d.u
         st.first = False
-        if st.book.crossed:
-            bid, ask = st.book.best_bid, st.book.best_ask
-            self.out.bad_input(
-                CrossedBook(st.book.symbol, bid and bid[0], ask and ask[0]), _encoder.encode(d)
-            )
+        if book.crossed:
+            bid, ask = book.best_bid, book.best_ask
+            self.out.bad_input(CrossedBook(book.symbol, bid and bid[0], ask and ask[0]), _encoder.encode(d))
             self._resync(st, "crossed_book")
             return False
         return True
 
-    def _resync(self, st: _Sync, reason: str, keep: tuple[_Depth, int] | None = None) -> None:
+    def _resync(self, st: _Sync, reason: str, keep: tuple[_Depth, _DepthValues, int] | None = None) -> None:
         st.synced = False
         st.buffer = [keep] if keep is not None else []
         self.out.resync(st.book.symbol, reason)
@@ -354,8 +434,7 @@ class BinanceProtocol:
         try:
             snap = _snapshot.decode(raw)
             st = self._state(venue_symbol.upper())
-            check_levels(snap.bids, "bid")
-            check_levels(snap.asks, "ask")
+            values = _snapshot_values.decode(raw)
         except msgspec.DecodeError as exc:
             self.snapshot_failed(venue_symbol.upper())
             self.out.bad_input(classify(exc), raw)
@@ -366,7 +445,7 @@ class BinanceProtocol:
             return
         st.requested = False
         last = snap.lastUpdateId
-        pending = [(d, t) for d, t in st.buffer if d.u > last]
+        pending = [entry for entry in st.buffer if entry[0].u > last]
         self.stale_diffs_total += len(st.buffer) - len(pending)
         if pending and last + 1 < pending[0][0].U:
             # The snapshot is older than every buffered diff: it cannot be bridged, ask again.
@@ -374,20 +453,20 @@ class BinanceProtocol:
             self._request(st)
             return
         st.buffer = []
-        st.book.reset(snap.bids, snap.asks, last)
+        book = st.book
+        book.reset_valued(snap.bids, values.bids, snap.asks, values.asks, last)
         st.prev_u = last
         st.first = True
         st.synced = True
-        if st.book.crossed:
-            bid, ask = st.book.best_bid, st.book.best_ask
-            self.out.bad_input(CrossedBook(st.book.symbol, bid and bid[0], ask and ask[0]), raw)
+        if book.crossed:
+            bid, ask = book.best_bid, book.best_ask
+            self.out.bad_input(CrossedBook(book.symbol, bid and bid[0], ask and ask[0]), raw)
             self._resync(st, "crossed_book")
             return
         ts_event = pending[-1][0].E * MS if pending else 0
-        for d, t in pending:
-            if not self._apply(st, d, t):
+        for d, v, t in pending:
+            if not self._apply(st, d, v, t):
                 return
-        book = st.book
         self.out.emit(
             BookSnapshot(
                 venue=self.venue,

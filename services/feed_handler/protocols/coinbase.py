@@ -10,20 +10,34 @@
     heartbeat               keeps the feed alive
     error                   counted as bad input (reason venue_error)
 The legacy level2 channel carries no sequence numbers, so BookDelta.seq is 0 for this venue.
+Prices and sizes are decoded as text (published) and, for the checks and the book, as values
+(protocols.base explains the two decodes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from feed_handler.book import Book
 from feed_handler.errors import BadInput, CrossedBook
-from feed_handler.protocols.base import LevelList, Output, Retime, check_levels, classify, identity, iso_ns
-from nexus.messages import BookDelta, BookSnapshot, Quote, Side, Trade
+from feed_handler.normalised import BookDelta, BookSnapshot, Quote, Trade
+from feed_handler.protocols.base import (
+    LevelList,
+    LevelValues,
+    Output,
+    PriceText,
+    PriceValue,
+    Retime,
+    SizeValue,
+    classify,
+    identity,
+    iso_ns,
+    value_decoder,
+)
+from nexus.messages import Side
 from nexus.subjects import safe_symbol
 
 
@@ -43,15 +57,15 @@ class _Snapshot(_Msg, tag="snapshot"):
 
 class _L2Update(_Msg, tag="l2update"):
     product_id: str
-    changes: list[tuple[str, Decimal, Decimal]]
+    changes: list[tuple[str, PriceText, str]]
     time: str = ""
 
 
 class _Match(_Msg, tag="match"):
     trade_id: int
     side: str
-    size: Decimal
-    price: Decimal
+    size: str
+    price: str
     product_id: str
     time: str
     sequence: int = 0
@@ -64,11 +78,11 @@ class _LastMatch(_Match, tag="last_match"):
 class _Ticker(_Msg, tag="ticker"):
     product_id: str
     sequence: int = 0
-    price: Decimal | None = None
-    best_bid: Decimal | None = None
-    best_ask: Decimal | None = None
-    best_bid_size: Decimal | None = None
-    best_ask_size: Decimal | None = None
+    price: str | None = None
+    best_bid: PriceText | None = None
+    best_ask: PriceText | None = None
+    best_bid_size: str | None = None
+    best_ask_size: str | None = None
     time: str = ""
     trade_id: int | None = None
 
@@ -89,6 +103,34 @@ _decoder = msgspec.json.Decoder(
     _Subscriptions | _Snapshot | _L2Update | _Match | _LastMatch | _Ticker | _Heartbeat | _Error
 )
 _encoder = msgspec.json.Encoder()
+
+
+class _SnapshotValues(msgspec.Struct):
+    bids: LevelValues
+    asks: LevelValues
+
+
+class _L2UpdateValues(msgspec.Struct):
+    changes: list[tuple[str, PriceValue, SizeValue]]
+
+
+class _MatchValues(msgspec.Struct):
+    size: SizeValue
+    price: PriceValue
+
+
+class _TickerValues(msgspec.Struct):
+    price: PriceValue | None = None
+    best_bid: PriceValue | None = None
+    best_ask: PriceValue | None = None
+    best_bid_size: SizeValue | None = None
+    best_ask_size: SizeValue | None = None
+
+
+_snapshot_values = value_decoder(_SnapshotValues)
+_l2update_values = value_decoder(_L2UpdateValues)
+_match_values = value_decoder(_MatchValues)
+_ticker_values = value_decoder(_TickerValues)
 
 
 def subscribe_frame(products: list[str], channels: list[str], unsubscribe: bool = False) -> bytes:
@@ -156,11 +198,11 @@ class CoinbaseProtocol:
                 case _L2Update():
                     self._update(msg, ts_recv, raw)
                 case _Match():  # and _LastMatch
-                    self._trade(msg, ts_recv)
+                    self._trade(msg, ts_recv, raw)
                 case _Ticker():
-                    self._ticker(msg, ts_recv)
+                    self._ticker(msg, ts_recv, raw)
                 case _Snapshot():
-                    self._snapshot(msg, ts_recv)
+                    self._snapshot(msg, ts_recv, raw)
                 case _Subscriptions():
                     self.out.touch()
                     if self.on_subscribed is not None:
@@ -177,11 +219,10 @@ class CoinbaseProtocol:
     def _time(self, text: str, ts_recv: int) -> int:
         return self.retime(iso_ns(text)) if text else ts_recv
 
-    def _snapshot(self, msg: _Snapshot, ts_recv: int) -> None:
+    def _snapshot(self, msg: _Snapshot, ts_recv: int, raw: bytes | str) -> None:
         p = self._product(msg.product_id)
-        check_levels(msg.bids, "bid")
-        check_levels(msg.asks, "ask")
-        p.book.reset(msg.bids, msg.asks)
+        values = _snapshot_values.decode(raw)
+        p.book.reset_valued(msg.bids, values.bids, msg.asks, values.asks)
         if p.book.crossed:
             bid, ask = p.book.best_bid, p.book.best_ask
             p.synced = False
@@ -206,23 +247,27 @@ class CoinbaseProtocol:
         if not p.synced:
             self.ignored_total += 1
             return
-        bids: list[tuple[Decimal, Decimal]] = []
-        asks: list[tuple[Decimal, Decimal]] = []
-        for side, price, size in msg.changes:
-            if size < 0:
-                self._resync(p, "negative_size")
-                raise BadInput("negative_size", f"{p.product} {side} {price} size {size}", p.book.symbol)
-            if price <= 0:
-                self._resync(p, "invalid_field")
-                raise BadInput("invalid_field", f"{p.product} {side} price {price}", p.book.symbol)
+        try:
+            changes = _l2update_values.decode(raw).changes
+        except msgspec.ValidationError as exc:
+            bad = classify(exc)
+            self._resync(p, bad.reason)
+            raise bad from None
+        bids: list[tuple[str, str]] = []
+        asks: list[tuple[str, str]] = []
+        bid_values: list[tuple[float, float]] = []
+        ask_values: list[tuple[float, float]] = []
+        for (side, price, size), (_, key, amount) in zip(msg.changes, changes, strict=True):
             if side == "buy":
                 bids.append((price, size))
+                bid_values.append((key, amount))
             elif side == "sell":
                 asks.append((price, size))
+                ask_values.append((key, amount))
             else:
                 self._resync(p, "invalid_field")
                 raise BadInput("invalid_field", f"{p.product} change side {side!r}", p.book.symbol)
-        p.book.apply(bids, asks)
+        p.book.apply_valued(bids, bid_values, asks, ask_values)
         if p.book.crossed:
             bid, ask = p.book.best_bid, p.book.best_ask
             self._resync(p, "crossed_book")
@@ -262,18 +307,16 @@ class CoinbaseProtocol:
                 ts_event=ts_event,
                 ts_recv=ts_recv,
                 bid_px=bid[0] if bid else None,
-                bid_sz=bid[1] if bid else Decimal(0),
+                bid_sz=bid[1] if bid else "0",
                 ask_px=ask[0] if ask else None,
-                ask_sz=ask[1] if ask else Decimal(0),
+                ask_sz=ask[1] if ask else "0",
             )
         )
 
-    def _trade(self, msg: _Match, ts_recv: int) -> None:
+    def _trade(self, msg: _Match, ts_recv: int, raw: bytes | str) -> None:
         p = self._product(msg.product_id)
-        if msg.size <= 0:
-            raise BadInput("negative_size" if msg.size < 0 else "invalid_field", f"size {msg.size}")
-        if msg.price <= 0:
-            raise BadInput("invalid_field", f"price {msg.price}")
+        if not _match_values.decode(raw).size:
+            raise BadInput("invalid_field", f"size {msg.size}")
         if msg.side == "buy":
             aggressor = Side.SELL
         elif msg.side == "sell":
@@ -305,12 +348,10 @@ class CoinbaseProtocol:
             )
         )
 
-    def _ticker(self, msg: _Ticker, ts_recv: int) -> None:
+    def _ticker(self, msg: _Ticker, ts_recv: int, raw: bytes | str) -> None:
         p = self._product(msg.product_id)
-        for v in (msg.best_bid_size, msg.best_ask_size):
-            if v is not None and v < 0:
-                raise BadInput("negative_size", f"{p.product} ticker size {v}")
-        if msg.best_bid is not None and msg.best_ask is not None and msg.best_bid >= msg.best_ask:
+        v = _ticker_values.decode(raw)
+        if v.best_bid is not None and v.best_ask is not None and v.best_bid >= v.best_ask:
             raise BadInput("crossed_quote", f"{p.product} ticker bid {msg.best_bid} >= ask {msg.best_ask}")
         if self.level2:
             self.out.touch()  # the book gives the quote, with sizes
@@ -324,8 +365,8 @@ class CoinbaseProtocol:
                 ts_event=self._time(msg.time, ts_recv),
                 ts_recv=ts_recv,
                 bid_px=msg.best_bid,
-                bid_sz=msg.best_bid_size or Decimal(0),
+                bid_sz=msg.best_bid_size or "0",
                 ask_px=msg.best_ask,
-                ask_sz=msg.best_ask_size or Decimal(0),
+                ask_sz=msg.best_ask_size or "0",
             )
         )

@@ -19,13 +19,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from feed_handler.errors import BadInput
+from feed_handler.normalised import Quote, Trade
 from feed_handler.protocols.base import Output
-from nexus.messages import Quote, Side, Trade
+from nexus.messages import Side
 from nexus.subjects import safe_symbol
 
 _NAME = re.compile(r"(?P<symbol>[A-Za-z.]+)_(?P<date>\d{4}-\d{2}-\d{2})_\d+_\d+_message_(?P<level>\d+)\.csv$")
 _DUMMY = 9_999_999_999
-_ZERO = Decimal(0)
 
 
 def orderbook_path(message_path: str | Path) -> Path:
@@ -92,8 +92,8 @@ def read(path: str | Path, venue: str, out: Output, symbol: str = "") -> Iterato
                             seq=row,
                             ts_event=t_ns,
                             trade_id=str(row),
-                            price=price,
-                            size=size,
+                            price=str(price),
+                            size=str(size),
                             aggressor=aggressor,
                         ),
                     )
@@ -118,10 +118,10 @@ def read(path: str | Path, venue: str, out: Output, symbol: str = "") -> Iterato
                             venue_symbol=vs,
                             seq=row,
                             ts_event=t_ns,
-                            bid_px=bid,
-                            bid_sz=bid_sz if bid is not None else _ZERO,
-                            ask_px=ask,
-                            ask_sz=ask_sz if ask is not None else _ZERO,
+                            bid_px=None if bid is None else str(bid),
+                            bid_sz=str(bid_sz) if bid is not None else "0",
+                            ask_px=None if ask is None else str(ask),
+                            ask_sz=str(ask_sz) if ask is not None else "0",
                         ),
                     )
             except BadInput as exc:

@@ -28,14 +28,14 @@ class _Depth(msgspec.Struct):
     s: str = ""
     U: int = 0
     u: int = 0
-    b: list[tuple[Decimal, Decimal]] = msgspec.field(default_factory=list)
-    a: list[tuple[Decimal, Decimal]] = msgspec.field(default_factory=list)
+    b: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    a: list[tuple[str, str]] = msgspec.field(default_factory=list)
 
 
 class _Snap(msgspec.Struct):
     lastUpdateId: int  # Binance's field name
-    bids: list[tuple[Decimal, Decimal]]
-    asks: list[tuple[Decimal, Decimal]]
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
 
 
 def venue_symbol(instrument_symbol: str) -> str:
@@ -267,6 +267,6 @@ class BinanceVenue:
             book.seq += 1
             uid = book.seq
             best = book.best_ask
-            price = (best[0] if best else Decimal(1)) * 2
+            price = Decimal(best[0] if best else 1) * 2
         data = {"e": "depthUpdate", "E": ms, "s": vs, "U": uid, "u": uid, "b": [[str(price), "1"]], "a": []}
         return _enc.encode({"stream": f"{vs.lower()}@{self.depth_suffix}", "data": data}).decode()

@@ -31,9 +31,9 @@ _TYPE_CHANNEL = {
 class _Rec(msgspec.Struct):
     type: str = ""
     product_id: str = ""
-    changes: list[tuple[str, Decimal, Decimal]] = msgspec.field(default_factory=list)
-    bids: list[tuple[Decimal, Decimal]] = msgspec.field(default_factory=list)
-    asks: list[tuple[Decimal, Decimal]] = msgspec.field(default_factory=list)
+    changes: list[tuple[str, str, str]] = msgspec.field(default_factory=list)
+    bids: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    asks: list[tuple[str, str]] = msgspec.field(default_factory=list)
 
 
 def _iso(ns: int) -> str:
@@ -303,4 +303,4 @@ class CoinbaseVenue:
             return self.market.instrument(product).price(ask[0]) if ask else None
         book = self._books.get(product)
         best = book.best_ask if book is not None else None
-        return best[0] if best else None
+        return Decimal(best[0]) if best else None

@@ -9,9 +9,10 @@ The hot path takes the values with the strings (`apply_valued`): a parser decode
 second time as floats in C (msgspec), which costs less than one Python `float()` call per value.
 `apply` and `reset` without values compute them (tests, merging queued updates, the simulators).
 
-A side is three parallel lists (the price values ascending, their strings, their sizes) searched by
-bisection. `best_bid`/`best_ask` are O(1); an update is O(log n) to find the level plus a memmove to
-insert or remove it.
+A side is two parallel lists (keys from the price values, the venue's level at each), best last,
+searched by bisection; a snapshot that comes sorted (as venues send them) is taken as it is.
+`best_bid`/`best_ask` are O(1); an update is O(log n) to find the level plus a memmove to insert or
+remove it.
 """
 
 from __future__ import annotations
@@ -34,48 +35,59 @@ def values(levels: Iterable[Level]) -> list[tuple[float, float]]:
 
 
 class _Side:
-    """One side: the price values in ascending order, and the price string and size at each."""
+    """One side, best level last: its keys ascending (the price values, negated on the ask side) and the
+    level (the venue's strings) at each. Best last, because most updates are at or near the top of the
+    book and a list moves what lies after an insertion or a deletion."""
 
-    __slots__ = ("keys", "prices", "sizes")
+    __slots__ = ("keys", "levels", "sign")
 
-    def __init__(self) -> None:
+    def __init__(self, sign: float) -> None:
+        self.sign = sign
+        """1.0 for bids (the highest price is the best), -1.0 for asks (the lowest is)."""
         self.keys: list[float] = []
-        self.prices: list[str] = []
-        self.sizes: list[str] = []
+        self.levels: list[Level] = []
 
     def load(self, levels: Levels, vals: Values) -> None:
         """Replace every level at once: the same side as applying `levels` in order to an empty one (the
         last size of a price wins, 0 removes), built with one sort instead of an insertion per level."""
-        keys: list[float] = []
-        prices: list[str] = []
-        sizes: list[str] = []
-        rows = sorted(zip(vals, levels, strict=True), key=lambda row: row[0][0])  # stable
-        for (key, amount), (price, size) in rows:
-            if keys and keys[-1] == key:
+        sign = self.sign
+        keys = [sign * price for price, _ in vals]
+        unique = sorted(set(keys))
+        if 0.0 not in [amount for _, amount in vals] and (keys == unique or keys[::-1] == unique):
+            # a venue's snapshot: distinct prices in order (best first or last), no empty level
+            self.keys = unique
+            self.levels = list(levels) if keys == unique else list(reversed(levels))
+            return
+        ordered: list[float] = []
+        kept: list[Level] = []
+        for key, (_, amount), level in sorted(zip(keys, vals, levels, strict=True), key=_first):  # stable
+            if ordered and ordered[-1] == key:
                 if amount:
-                    prices[-1], sizes[-1] = price, size
+                    kept[-1] = level
                 else:
-                    del keys[-1], prices[-1], sizes[-1]
+                    del ordered[-1], kept[-1]
             elif amount:
-                keys.append(key)
-                prices.append(price)
-                sizes.append(size)
-        self.keys, self.prices, self.sizes = keys, prices, sizes
+                ordered.append(key)
+                kept.append(level)
+        self.keys, self.levels = ordered, kept
 
     def update(self, levels: Levels, vals: Values) -> None:
-        keys, prices, sizes = self.keys, self.prices, self.sizes
-        for (key, amount), (price, size) in zip(vals, levels, strict=True):  # the depth hot path
+        keys, kept, sign = self.keys, self.levels, self.sign
+        for (price, amount), level in zip(vals, levels, strict=True):  # the depth hot path: written out
+            key = sign * price
             i = bisect_left(keys, key)
             if i < len(keys) and keys[i] == key:
                 if amount:
-                    prices[i] = price
-                    sizes[i] = size
+                    kept[i] = level
                 else:
-                    del keys[i], prices[i], sizes[i]
+                    del keys[i], kept[i]
             elif amount:
                 keys.insert(i, key)
-                prices.insert(i, price)
-                sizes.insert(i, size)
+                kept.insert(i, level)
+
+
+def _first(row: tuple[float, tuple[float, float], Level]) -> float:
+    return row[0]
 
 
 class Book:
@@ -86,8 +98,8 @@ class Book:
     def __init__(self, symbol: str = "") -> None:
         self.symbol = symbol
         self.seq = 0
-        self._bids = _Side()
-        self._asks = _Side()
+        self._bids = _Side(1.0)
+        self._asks = _Side(-1.0)
 
     def reset(self, bids: Levels, asks: Levels, seq: int = 0) -> None:
         """Replace the whole book (a snapshot)."""
@@ -108,42 +120,45 @@ class Book:
     def apply_valued(
         self, bids: Levels, bid_values: Values, asks: Levels, ask_values: Values, seq: int = 0
     ) -> None:
-        self._bids.update(bids, bid_values)
-        self._asks.update(asks, ask_values)
+        if bids:
+            self._bids.update(bids, bid_values)
+        if asks:
+            self._asks.update(asks, ask_values)
         if seq:
             self.seq = seq
 
     @property
     def best_bid(self) -> Level | None:
-        side = self._bids
-        return (side.prices[-1], side.sizes[-1]) if side.prices else None
+        levels = self._bids.levels
+        return levels[-1] if levels else None
 
     @property
     def best_ask(self) -> Level | None:
-        side = self._asks
-        return (side.prices[0], side.sizes[0]) if side.prices else None
+        levels = self._asks.levels
+        return levels[-1] if levels else None
 
     @property
     def crossed(self) -> bool:
         """Best bid at or above best ask (a locked or crossed book: not a state a venue's book can be in)."""
         bids, asks = self._bids.keys, self._asks.keys
-        return bool(bids and asks and bids[-1] >= asks[0])
+        return bool(bids and asks and bids[-1] >= -asks[-1])
 
     def check(self) -> None:
         """Raise CrossedBook if the book is crossed."""
         if self.crossed:
-            raise CrossedBook(self.symbol, self._bids.prices[-1], self._asks.prices[0])
+            raise CrossedBook(self.symbol, self._bids.levels[-1][0], self._asks.levels[-1][0])
 
     def bids(self, depth: int | None = None) -> tuple[Level, ...]:
         """Bid levels, best (highest) first."""
-        side = self._bids
-        start = 0 if depth is None else max(0, len(side.prices) - depth)
-        return tuple(zip(reversed(side.prices[start:]), reversed(side.sizes[start:]), strict=True))
+        return _best_first(self._bids.levels, depth)
 
     def asks(self, depth: int | None = None) -> tuple[Level, ...]:
         """Ask levels, best (lowest) first."""
-        side = self._asks
-        return tuple(zip(side.prices[:depth], side.sizes[:depth], strict=True))
+        return _best_first(self._asks.levels, depth)
 
     def __len__(self) -> int:
         return len(self._bids.keys) + len(self._asks.keys)
+
+
+def _best_first(levels: list[Level], depth: int | None) -> tuple[Level, ...]:
+    return tuple(reversed(levels if depth is None else levels[max(0, len(levels) - depth) :]))

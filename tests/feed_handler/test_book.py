@@ -109,3 +109,23 @@ def test_the_values_a_parser_decoded_give_the_same_book_as_the_strings() -> None
         assert fast.asks(5) == slow.asks(5)
     assert fast.bids() == slow.bids()
     assert fast.asks() == slow.asks()
+
+
+def test_a_snapshot_sorted_as_venues_send_it_loads_as_any_other() -> None:
+    """Bids best first (descending) and asks best first (ascending), distinct and non-empty, are taken as
+    they come; the book must be the one a level-by-level build gives."""
+    rng = random.Random(13)
+    for _ in range(100):
+        bid_prices = sorted({Decimal(rng.randint(9000, 9999)) / 10 for _ in range(30)}, reverse=True)
+        ask_prices = sorted({Decimal(rng.randint(10001, 11000)) / 10 for _ in range(30)})
+        bids = [L(p, rng.randint(1, 9)) for p in bid_prices]
+        asks = [L(p, rng.randint(1, 9)) for p in ask_prices]
+        if rng.random() < 0.3:
+            bids.append(L(bid_prices[-1] - 1, 0))  # an empty level: not a venue's snapshot any more
+        loaded, applied = Book("X"), Book("X")
+        loaded.reset(bids, asks, 5)
+        applied.apply(bids, asks, 5)
+        assert loaded.bids() == applied.bids()
+        assert loaded.asks() == applied.asks()
+        assert loaded.best_bid == bids[0]
+        assert loaded.best_ask == asks[0]

@@ -29,7 +29,7 @@ from feed_handler.book import Book
 from feed_handler.config import ReplayFeed
 from feed_handler.normalised import MarketDataMsg, Trade
 from feed_handler.protocols import lobster, ndjson, recording
-from feed_handler.protocols.base import Retime
+from feed_handler.protocols.base import Retime, at_receipt, identity
 from feed_handler.protocols.binance import BinanceProtocol
 from feed_handler.protocols.coinbase import CoinbaseProtocol
 from nexus.messages import now_ns
@@ -81,9 +81,9 @@ class ReplayAdapter(Adapter[ReplayFeed]):
     def _retime(self, t0_ns: int) -> Retime:
         speed = self.config.speed
         if not self.config.retime:
-            return lambda ns: ns
+            return identity
         if speed <= 0:
-            return lambda ns: now_ns()
+            return at_receipt
         start = now_ns()
         return lambda ns: start + int((ns - t0_ns) / speed)
 
@@ -105,11 +105,12 @@ class ReplayAdapter(Adapter[ReplayFeed]):
 
     async def _crypto_ws(self, out: _LoopOutput) -> None:
         try:
-            await self._crypto_ws_pass(out)
+            await self._crypto_ws_pass(out.suffix)
         except recording.RecordingError as exc:
             raise AdapterFailed(f"{self.config.path}: {exc}") from None
 
-    async def _crypto_ws_pass(self, out: _LoopOutput) -> None:
+    async def _crypto_ws_pass(self, suffix: str) -> None:
+        out = self.ctx  # the parser suffixes the trade ids itself: nothing between it and the feed
         venue = recording.sniff(self.config.path)
         symbols = self.config.symbols or recording.symbols(self.config.path, venue)
         if not symbols:
@@ -120,9 +121,11 @@ class ReplayAdapter(Adapter[ReplayFeed]):
         retime = self._retime(int(first.ts * 1e9))
         proto: BinanceProtocol | CoinbaseProtocol
         if venue == "binance":
-            proto = BinanceProtocol(self.ctx.venue, symbols, out, need_snapshot=_ignore, retime=retime)
+            proto = BinanceProtocol(
+                self.ctx.venue, symbols, out, need_snapshot=_ignore, retime=retime, trade_id_suffix=suffix
+            )
         elif venue == "coinbase":
-            proto = CoinbaseProtocol(self.ctx.venue, symbols, out, retime=retime)
+            proto = CoinbaseProtocol(self.ctx.venue, symbols, out, retime=retime, trade_id_suffix=suffix)
         else:
             raise AdapterFailed(f"{self.config.path}: neither a Binance nor a Coinbase recording")
         self._proto = proto

@@ -31,6 +31,7 @@ from feed_handler.protocols.base import (
     PriceValue,
     Retime,
     SizeValue,
+    at_receipt,
     classify,
     identity,
     value_decoder,
@@ -199,12 +200,18 @@ class BinanceProtocol:
         need_snapshot: Callable[[str], None],
         on_ack: Callable[[int, str | None], None] | None = None,
         retime: Retime = identity,
+        trade_id_suffix: str = "",
     ) -> None:
         self.venue = venue
         self.out = out
         self.need_snapshot = need_snapshot
         self.on_ack = on_ack
         self.retime = retime
+        self.trade_id_suffix = trade_id_suffix
+        """Appended to every trade id (a replay's later passes: a consumer never sees one id twice)."""
+        self._venue_time = retime is identity
+        self._at_receipt = retime is at_receipt
+        """The usual Retimes, applied without a call on the hot path."""
         self.symbols = {s.upper(): safe_symbol(s.upper()) for s in symbols}
         self._sync: dict[str, _Sync] = {}
         self._last_trade: dict[str, int] = {}
@@ -289,19 +296,23 @@ class BinanceProtocol:
 
     def _quote(self, raw: bytes | str, ts_recv: int) -> None:
         q: _BookTicker = _book_ticker.decode(raw).data
-        sym = self._symbol(q.s)
+        sym = self.symbols.get(q.s) or self._symbol(q.s)
         v: _BookTickerValues = _book_ticker_values.decode(raw).data
         has_bid = v.B > 0
         has_ask = v.A > 0
         if has_bid and has_ask and v.b >= v.a:
             raise BadInput("crossed_quote", f"{q.s} bid {q.b} >= ask {q.a}", sym)
+        # the event time, written out: the usual Retimes cost no call
+        ts_event = q.E * MS
+        if not self._venue_time:
+            ts_event = ts_recv if self._at_receipt or not q.E else self.retime(ts_event)
         self.out.emit(
             Quote(
                 venue=self.venue,
                 symbol=sym,
                 venue_symbol=q.s,
                 seq=q.u,
-                ts_event=self.retime(q.E * MS) if q.E else ts_recv,
+                ts_event=ts_event or ts_recv,
                 ts_recv=ts_recv,
                 bid_px=q.b if has_bid else None,
                 bid_sz=q.B,
@@ -321,7 +332,7 @@ class BinanceProtocol:
             self._expect_event(single.e, "trade")
             t, tid = single, single.t
         vs = t.s
-        sym = self._symbol(vs)
+        sym = self.symbols.get(vs) or self._symbol(vs)
         if not _trade_values.decode(raw).data.q:
             raise BadInput("invalid_field", f"{vs} trade {tid} size {t.q}")
         last = self._last_trade.get(sym)
@@ -332,15 +343,18 @@ class BinanceProtocol:
                 self.out.gap(sym, f"trade id {last} -> {tid}")
             self._fresh.discard(sym)
         self._last_trade[sym] = tid
+        ts_event = t.T * MS
+        if not self._venue_time:
+            ts_event = ts_recv if self._at_receipt else self.retime(ts_event)
         self.out.emit(
             Trade(
                 venue=self.venue,
                 symbol=sym,
                 venue_symbol=vs,
                 seq=tid,
-                ts_event=self.retime(t.T * MS),
+                ts_event=ts_event,
                 ts_recv=ts_recv,
-                trade_id=str(tid),
+                trade_id=str(tid) + self.trade_id_suffix,
                 price=t.p,
                 size=t.q,
                 aggressor=Side.SELL if t.m else Side.BUY,
@@ -379,6 +393,9 @@ class BinanceProtocol:
             return
         if not self._apply(st, d, v, ts_recv):
             return
+        ts_event = d.E * MS
+        if not self._venue_time:
+            ts_event = ts_recv if self._at_receipt else self.retime(ts_event)
         self.out.emit(
             BookDelta(
                 venue=self.venue,
@@ -386,7 +403,7 @@ class BinanceProtocol:
                 venue_symbol=d.s,
                 seq=d.u,
                 first_seq=d.U,
-                ts_event=self.retime(d.E * MS),
+                ts_event=ts_event,
                 ts_recv=ts_recv,
                 bids=tuple(d.b),
                 asks=tuple(d.a),

@@ -162,6 +162,7 @@ class CoinbaseProtocol:
         need_resubscribe: Callable[[str], None] | None = None,
         on_subscribed: Callable[[], None] | None = None,
         retime: Retime = identity,
+        trade_id_suffix: str = "",
     ) -> None:
         self.venue = venue
         self.out = out
@@ -169,6 +170,8 @@ class CoinbaseProtocol:
         self.need_resubscribe = need_resubscribe
         self.on_subscribed = on_subscribed
         self.retime = retime
+        self.trade_id_suffix = trade_id_suffix
+        """Appended to every trade id (a replay's later passes: a consumer never sees one id twice)."""
         self.products = {p: _Product(p, safe_symbol(p)) for p in products}
         self._last_trade: dict[str, int] = {}
         self._fresh: set[str] = set()
@@ -341,7 +344,7 @@ class CoinbaseProtocol:
                 seq=msg.sequence,
                 ts_event=ts_event,
                 ts_recv=ts_recv,
-                trade_id=str(msg.trade_id),
+                trade_id=str(msg.trade_id) + self.trade_id_suffix,
                 price=msg.price,
                 size=msg.size,
                 aggressor=aggressor,

@@ -105,6 +105,7 @@ class Bus:
         connect_timeout: float = 2.0,
         drain_timeout: float = 5.0,
         stream_replicas: int = 1,
+        checked_subjects: bool = False,
     ) -> None:
         if not servers:
             raise BusError("no NATS server URL given")
@@ -116,6 +117,9 @@ class Bus:
         self.drain_timeout = drain_timeout
         self.stream_replicas = stream_replicas
         """Replicas of every stream this bus declares (`ensure_stream`); 3 on a 3-node cluster."""
+        self.checked_subjects = checked_subjects
+        """Every subject given to this bus comes from nexus.subjects, whose builders check each token:
+        nats-py then skips its own check (a regex on every publish)."""
         self.stats = BusStats()
         self.log = get_logger("nexus.bus").bind(conn=name)
         self._backoff = reconnect_backoff or Backoff(base=0.1, cap=2.0)
@@ -160,6 +164,7 @@ class Bus:
                     closed_cb=self._on_closed,
                     pending_size=8 * 1024 * 1024,
                     flusher_queue_size=4096,
+                    skip_subject_validation=self.checked_subjects,
                 )
                 nc.options["max_reconnect_attempts"] = -1
                 return nc

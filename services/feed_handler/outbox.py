@@ -21,9 +21,11 @@ a quote publish that the NATS server is pushing back on. Trades go out on a dedi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -31,10 +33,11 @@ from feed_handler.book import Book
 from feed_handler.counters import FeedCounters
 from feed_handler.normalised import BookDelta, BookMsg, BookSnapshot, Level, MarketDataMsg, Quote, Trade
 from nexus.logs import get_logger
-from nexus.messages import FeedStatus, now_ns
+from nexus.messages import FeedStatus
 
-Publish = Callable[[str, bytes], Awaitable[None]]
-"""A connection's publish(subject, payload), e.g. nats Client.publish."""
+Publish = Callable[[str, bytes], Awaitable[None] | None]
+"""A connection's publish(subject, payload): nexus.fastpub.DirectPublish (None when done, an awaitable
+when the caller must wait) or a coroutine function such as nats Client.publish."""
 _encode = msgspec.json.Encoder().encode
 
 P1_BATCH = 64
@@ -83,7 +86,8 @@ class Outbox:
         self.conflate_at = conflate_at
         self.p0: deque[tuple[str, Trade, FeedCounters]] = deque()
         self.p2: deque[tuple[str, FeedStatus]] = deque()
-        self.p1: OrderedDict[int, list[object]] = OrderedDict()
+        self.p1: OrderedDict[int, list[Any]] = OrderedDict()
+        """[subject, message, its feed's counters] by arrival; a conflated update replaces the message."""
         self._tail: dict[str, int] = {}
         self._next_key = 0
         self.wakeup_p0 = asyncio.Event()
@@ -125,7 +129,7 @@ class Outbox:
                 entry = pending.get(key)
                 if entry is not None:
                     old = entry[1]
-                    entry[1] = msg if isinstance(msg, Quote) else merge_book(old, msg)  # type: ignore[arg-type]
+                    entry[1] = msg if isinstance(msg, Quote) else merge_book(old, msg)
                     entry[2] = counters
                     counters.conflated_total += 1
                     self.conflated_total += 1
@@ -144,7 +148,7 @@ class Outbox:
     def pop_p1(self) -> tuple[str, MarketDataMsg, FeedCounters]:
         _, entry = self.p1.popitem(last=False)
         subject, msg, counters = entry
-        return subject, msg, counters  # type: ignore[return-value]
+        return subject, msg, counters
 
     def update_room(self) -> None:
         """Called by the publisher after a batch: let waiting sources go on once the queues are short."""
@@ -217,14 +221,18 @@ class Publisher:
         try:
             while p0:
                 subject, trade, counters = p0[0]
-                trade.ts_pub = now_ns()
-                await pub0(subject, encode(trade))
+                trade.ts_pub = time.time_ns()
+                pending = pub0(subject, encode(trade))
+                if pending is not None:
+                    await pending
                 p0.popleft()  # only once published: a trade is never lost to a failed publish
                 counters.published_total += 1
                 self.published_total += 1
             while p2:
                 subject, status = p2[0]
-                await self._p2(subject, encode(status))
+                pending = self._p2(subject, encode(status))
+                if pending is not None:
+                    await pending
                 p2.popleft()
         except Exception as exc:  # NATS gone for longer than its buffer: count, log, retry shortly
             await self._failed(exc)
@@ -235,12 +243,16 @@ class Publisher:
         pub1 = self._p1
         encode = _encode
         p1 = box.p1
+        pop = p1.popitem
+        clock = time.time_ns
         n = 0
         try:
             while p1 and n < P1_BATCH:
-                subject, msg, counters = box.pop_p1()
-                msg.ts_pub = now_ns()
-                await pub1(subject, encode(msg))
+                subject, msg, counters = pop(last=False)[1]
+                msg.ts_pub = clock()
+                pending = pub1(subject, encode(msg))
+                if pending is not None:
+                    await pending
                 counters.published_total += 1
                 self.published_total += 1
                 n += 1

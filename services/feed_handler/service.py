@@ -16,6 +16,7 @@ from feed_handler.config import load_feeds
 from feed_handler.manager import FeedManager
 from feed_handler.outbox import Outbox, Publisher
 from nexus.bus import Bus
+from nexus.fastpub import DirectPublish
 from nexus.runtime import Service
 from nexus.settings import PositiveFloat, Settings
 from nexus.subjects import Tier
@@ -47,6 +48,9 @@ class FeedHandler(Service[FeedHandlerSettings]):
     settings_cls = FeedHandlerSettings
     dedicated_p0 = True
     """Trades go out on their own NATS connection (bench/bench_feed_flood.py measures why)."""
+    checked_subjects = True
+    """Feed and group names, venues and symbols are checked tokens (FeedConfig.check, safe_symbol), and
+    every subject is built from them by nexus.subjects."""
 
     def __init__(self, settings: FeedHandlerSettings, bus: Bus) -> None:
         super().__init__(settings, bus)
@@ -61,8 +65,8 @@ class FeedHandler(Service[FeedHandlerSettings]):
     async def start(self) -> None:
         # straight onto the connections: trades and feed status on the p0 one (dedicated_p0), quotes and
         # book on the main one; a stalled main connection then never holds up a trade or a status
-        p0, main = self.bus.conn(Tier.P0), self.bus.conn(Tier.P1)
-        self.publisher = Publisher(self.outbox, p0.publish, main.publish, p2=p0.publish)
+        p0, main = DirectPublish(self.bus.conn(Tier.P0)), DirectPublish(self.bus.conn(Tier.P1))
+        self.publisher = Publisher(self.outbox, p0, main, p2=p0)
         self.spawn(self.publisher.run(), name="publisher")
         self.manager.load(load_feeds(self.settings.config_file))
         # What exists now lives as long as the process: keep it out of the collector's full scans.

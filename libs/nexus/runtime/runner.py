@@ -77,6 +77,7 @@ class Runner:
             name=f"{service_cls.name}.{settings.instance}",
             service=service_cls.name,
             dedicated_p0=service_cls.dedicated_p0,
+            checked_subjects=service_cls.checked_subjects,
             drain_timeout=settings.drain_timeout,
             stream_replicas=settings.stream_replicas,
         )

@@ -35,6 +35,8 @@ class Service(Generic[S]):
     settings_cls: ClassVar[type[Settings]] = Settings
     dedicated_p0: ClassVar[bool] = False
     """Open a second NATS connection for p0 traffic (see Bus.conn)."""
+    checked_subjects: ClassVar[bool] = False
+    """Every subject the service uses is built by nexus.subjects (see Bus.checked_subjects)."""
 
     def __init__(self, settings: S, bus: Bus) -> None:
         self.settings = settings

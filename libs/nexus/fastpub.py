@@ -1,0 +1,70 @@
+"""Publishing many small messages on one nats-py connection with less Python per message.
+
+`Client.publish` is a coroutine that validates the subject, checks the connection's state, formats the
+PUB command, appends it to the connection's outgoing buffer and, when the flusher is idle, wakes it with
+a new future: four coroutine frames and an allocation per message, ~2 µs of a feed handler's ~10. A
+`DirectPublish` does the same appends as a plain call:
+
+    publish = DirectPublish(nc)
+    for subject, payload in batch:
+        pending = publish(subject, payload)
+        if pending is not None:        # not connected, too large, or the buffer is full:
+            await pending              # nats-py's own publish (or flush) handles it and waits
+
+Subjects must be valid (nexus.subjects builds them from checked tokens); the PUB line of each subject is
+built once. It uses nats-py's outgoing buffer, its flusher queue and its status (pinned nats-py version,
+pyproject.toml); tests/foundation/test_fastpub.py checks the behaviour against a real server, including
+a server restart in the middle of a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from nats.aio.client import Client
+
+SUBJECTS_MAX = 65_536
+"""PUB lines kept (a publisher of ever new subjects starts again from empty)."""
+
+
+class DirectPublish:
+    """`publish(subject, payload)` onto `nc`; returns None when done, or an awaitable to await."""
+
+    __slots__ = ("_done", "_heads", "nc")
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self._heads: dict[str, bytes] = {}
+        self._done: asyncio.Future[None] | None = None
+        """One finished future, put on the flusher's queue to wake it (it only sets unfinished ones)."""
+
+    def __call__(self, subject: str, payload: bytes) -> Awaitable[None] | None:
+        nc = self.nc
+        size = len(payload)
+        if nc._status != Client.CONNECTED or size > nc._max_payload:
+            return nc.publish(subject, payload)  # reconnecting, draining, closed, too large: its rules
+        head = self._heads.get(subject)
+        if head is None:
+            if len(self._heads) >= SUBJECTS_MAX:
+                self._heads.clear()
+            head = self._heads[subject] = b"PUB " + subject.encode() + b"  "
+        cmd = b"%b%d\r\n%b\r\n" % (head, size, payload)
+        nc._pending.append(cmd)
+        nc._pending_data_size += len(cmd)
+        stats = nc.stats
+        stats["out_msgs"] += 1
+        stats["out_bytes"] += size
+        if nc._max_pending_size > 0 and nc._pending_data_size > nc._max_pending_size:
+            return nc._flush_pending(force_flush=True)  # the buffer is full: wait for the socket
+        queue = nc._flush_queue
+        if queue is not None and queue.empty():
+            flusher = nc._flusher_task
+            if flusher is None or flusher.done():
+                return nc._flush_pending()  # no flusher to wake: nats-py writes the buffer itself
+            done = self._done
+            if done is None:
+                done = self._done = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+            queue.put_nowait(done)
+        return None

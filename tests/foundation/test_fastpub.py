@@ -1,0 +1,115 @@
+"""DirectPublish against a real nats-server: what arrives is what nats-py's own publish would deliver,
+in order, and it follows nats-py's rules when it cannot append (too large, closed, reconnecting)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import nats
+import nats.errors
+import pytest
+
+from nexus.fastpub import DirectPublish
+from nexus.natsserver import NatsServer
+from nexus.testing import wait_for
+
+
+async def collect(url: str, subject: str) -> tuple[nats.NATS, list[tuple[str, bytes]]]:
+    sub = await nats.connect(url)
+    got: list[tuple[str, bytes]] = []
+
+    async def on_msg(msg: nats.aio.msg.Msg) -> None:
+        got.append((msg.subject, msg.data))
+
+    await sub.subscribe(subject, cb=on_msg)
+    await sub.flush()
+    return sub, got
+
+
+async def test_direct_and_nats_py_publishes_arrive_in_order_with_their_payloads(
+    nats_url: str, uid: str
+) -> None:
+    sub, got = await collect(nats_url, f"{uid}.>")
+    nc = await nats.connect(nats_url)
+    publish = DirectPublish(nc)
+    sent = []
+    for i in range(5000):
+        subject = f"{uid}.s{i % 7}"
+        payload = b"x" * (i % 300) + str(i).encode()  # from a few bytes to a few hundred, some empty-ish
+        sent.append((subject, payload))
+        if i % 10 == 9:
+            await nc.publish(subject, payload)  # the library's own publish, between direct ones
+        else:
+            assert publish(subject, payload) is None
+        if i % 500 == 0:
+            await asyncio.sleep(0)
+    await wait_for(lambda: len(got) >= len(sent), timeout=10)
+    assert got == sent
+    assert nc.stats["out_msgs"] == len(sent)
+    assert nc.stats["out_bytes"] == sum(len(p) for _, p in sent)
+    await nc.close()
+    await sub.close()
+
+
+async def test_what_cannot_be_appended_gets_nats_py_errors(nats_url: str, uid: str) -> None:
+    nc = await nats.connect(nats_url)
+    publish = DirectPublish(nc)
+    too_large = publish(f"{uid}.big", b"x" * (nc.max_payload + 1))
+    assert too_large is not None
+    with pytest.raises(nats.errors.MaxPayloadError):
+        await too_large
+    await nc.close()
+    closed = publish(f"{uid}.late", b"1")
+    assert closed is not None
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await closed
+
+
+async def test_a_full_outgoing_buffer_makes_the_caller_wait(nats_url: str, uid: str) -> None:
+    sub, got = await collect(nats_url, f"{uid}.>")
+    nc = await nats.connect(nats_url, pending_size=64 * 1024)
+    publish = DirectPublish(nc)
+    waits = 0
+    for i in range(2000):
+        pending = publish(f"{uid}.x", i.to_bytes(4, "big") + b"y" * 200)
+        if pending is not None:
+            waits += 1
+            await pending
+    assert waits > 0  # 2000 x ~220 B > 64 KiB without yielding: the buffer filled and was flushed
+    await wait_for(lambda: len(got) == 2000, timeout=10)
+    assert [int.from_bytes(data[:4], "big") for _, data in got] == list(range(2000))
+    await nc.close()
+    await sub.close()
+
+
+async def test_a_stream_across_a_server_restart_is_delivered_as_nats_py_delivers_it(
+    fresh_nats: NatsServer, uid: str
+) -> None:
+    """While reconnecting, publishes go through nats-py (which buffers them); once reconnected the
+    direct path appends again. Every message published after the reconnect arrives, in order."""
+    nc = await nats.connect(fresh_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    publish = DirectPublish(nc)
+    for i in range(100):
+        assert publish(f"{uid}.before", str(i).encode()) is None
+    await nc.flush()
+    await asyncio.to_thread(fresh_nats.restart)
+    handed_over = 0
+    for _ in range(1000):  # publishing through the outage (10 s at most): nats-py's rules apply
+        pending = publish(f"{uid}.during", b"-")
+        if pending is not None:
+            handed_over += 1
+            with contextlib.suppress(nats.errors.Error):
+                await pending
+        if nc.is_connected and nc.stats["reconnects"] >= 1:
+            break
+        await asyncio.sleep(0.01)
+    assert nc.stats["reconnects"] >= 1
+    assert handed_over > 0  # the outage was seen, and those publishes went to nats-py
+    sub, got = await collect(fresh_nats.url, f"{uid}.after")
+    for i in range(300):
+        assert publish(f"{uid}.after", str(i).encode()) is None
+    await wait_for(lambda: len(got) == 300, timeout=10)
+    assert [int(data) for _, data in got] == list(range(300))
+    await nc.close()
+    await sub.close()

@@ -30,9 +30,10 @@ Level: TypeAlias = tuple[Dec, Dec]
 """[price, size]; in a BookDelta a size of 0 removes the level."""
 
 
-class MarketData(msgspec.Struct, kw_only=True, tag_field="type"):
+class MarketData(msgspec.Struct, kw_only=True, tag_field="type", gc=False):
     """The fields of nexus.messages.Message and MarketData, in the same order (not frozen, so not a
-    subclass of Message)."""
+    subclass of Message). Not tracked by the garbage collector: a message holds strings, numbers and
+    tuples of strings, never a reference back to anything, so it cannot be part of a cycle."""
 
     v: int = 1
     venue: str

@@ -46,7 +46,8 @@ MAX_STREAM_NAMES = 4096
 """Stream names whose kind is remembered (a venue sending ever new names cannot grow the table)."""
 
 # Each stream message is decoded twice from the whole frame, both times in C: its text (what is
-# published) and its values (what is checked and compared; protocols.base explains why).
+# published) and its values (what is checked and compared; protocols.base explains why). The decoded
+# structs hold strings, numbers and lists of them: not tracked by the garbage collector (gc=False).
 
 
 class _Envelope(msgspec.Struct):
@@ -57,7 +58,7 @@ class _Envelope(msgspec.Struct):
     error: Any = None
 
 
-class _BookTicker(msgspec.Struct):
+class _BookTicker(msgspec.Struct, gc=False):
     u: int
     s: str
     b: PriceText
@@ -67,14 +68,14 @@ class _BookTicker(msgspec.Struct):
     E: int = 0
 
 
-class _BookTickerValues(msgspec.Struct):
+class _BookTickerValues(msgspec.Struct, gc=False):
     b: PriceValue
     B: SizeValue
     a: PriceValue
     A: SizeValue
 
 
-class _AggTrade(msgspec.Struct):
+class _AggTrade(msgspec.Struct, gc=False):
     e: str
     E: int
     s: str
@@ -85,7 +86,7 @@ class _AggTrade(msgspec.Struct):
     m: bool
 
 
-class _RawTrade(msgspec.Struct):
+class _RawTrade(msgspec.Struct, gc=False):
     e: str
     E: int
     s: str
@@ -96,12 +97,12 @@ class _RawTrade(msgspec.Struct):
     m: bool
 
 
-class _TradeValues(msgspec.Struct):
+class _TradeValues(msgspec.Struct, gc=False):
     p: PriceValue
     q: SizeValue
 
 
-class _Depth(msgspec.Struct):
+class _Depth(msgspec.Struct, gc=False):
     e: str
     E: int
     s: str
@@ -111,7 +112,7 @@ class _Depth(msgspec.Struct):
     a: LevelList
 
 
-class _DepthValues(msgspec.Struct):
+class _DepthValues(msgspec.Struct, gc=False):
     b: LevelValues
     a: LevelValues
 
@@ -131,7 +132,7 @@ class _SnapshotValues(msgspec.Struct):
 
 def _frame(data: type[msgspec.Struct], *, values: bool = False) -> msgspec.json.Decoder[Any]:
     """A decoder of a whole `{"stream": ..., "data": {...}}` frame into its `data`."""
-    frame = msgspec.defstruct(f"{data.__name__}Frame", [("data", data)])
+    frame = msgspec.defstruct(f"{data.__name__}Frame", [("data", data)], gc=False)
     return value_decoder(frame) if values else msgspec.json.Decoder(frame)
 
 

@@ -29,7 +29,8 @@ SUBJECTS_MAX = 65_536
 
 
 class DirectPublish:
-    """`publish(subject, payload)` onto `nc`; returns None when done, or an awaitable to await."""
+    """`publish(subject, payload)`, or `publish.many([(subject, payload), ...])` in one append, onto `nc`;
+    each returns None when done, or an awaitable to await."""
 
     __slots__ = ("_done", "_heads", "nc")
 
@@ -44,17 +45,51 @@ class DirectPublish:
         size = len(payload)
         if nc._status != Client.CONNECTED or size > nc._max_payload:
             return nc.publish(subject, payload)  # reconnecting, draining, closed, too large: its rules
-        head = self._heads.get(subject)
-        if head is None:
-            if len(self._heads) >= SUBJECTS_MAX:
-                self._heads.clear()
-            head = self._heads[subject] = b"PUB " + subject.encode() + b"  "
+        head = self._heads.get(subject) or self._head(subject)
         cmd = b"%b%d\r\n%b\r\n" % (head, size, payload)
         nc._pending.append(cmd)
         nc._pending_data_size += len(cmd)
         stats = nc.stats
         stats["out_msgs"] += 1
         stats["out_bytes"] += size
+        return self._appended(nc)
+
+    def many(self, items: list[tuple[str, bytes]]) -> Awaitable[None] | None:
+        """Publish every (subject, payload) in order: one append to the buffer, or nats-py's publish of
+        each when the connection is not up or a payload is too large."""
+        nc = self.nc
+        if nc._status != Client.CONNECTED:
+            return self._each(items)
+        heads = self._heads
+        limit = nc._max_payload
+        cmds = []
+        size = 0
+        for subject, payload in items:
+            n = len(payload)
+            if n > limit:
+                return self._each(items)
+            cmds.append(b"%b%d\r\n%b\r\n" % (heads.get(subject) or self._head(subject), n, payload))
+            size += n
+        blob = b"".join(cmds)
+        nc._pending.append(blob)
+        nc._pending_data_size += len(blob)
+        stats = nc.stats
+        stats["out_msgs"] += len(items)
+        stats["out_bytes"] += size
+        return self._appended(nc)
+
+    async def _each(self, items: list[tuple[str, bytes]]) -> None:
+        for subject, payload in items:
+            await self.nc.publish(subject, payload)
+
+    def _head(self, subject: str) -> bytes:
+        if len(self._heads) >= SUBJECTS_MAX:
+            self._heads.clear()
+        head = self._heads[subject] = b"PUB " + subject.encode() + b"  "
+        return head
+
+    def _appended(self, nc: Client) -> Awaitable[None] | None:
+        """After an append: wait when the buffer is over its limit, else make sure the flusher runs."""
         if nc._max_pending_size > 0 and nc._pending_data_size > nc._max_pending_size:
             return nc._flush_pending(force_flush=True)  # the buffer is full: wait for the socket
         queue = nc._flush_queue

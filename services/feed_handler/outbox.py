@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -35,9 +35,16 @@ from feed_handler.normalised import BookDelta, BookMsg, BookSnapshot, Level, Mar
 from nexus.logs import get_logger
 from nexus.messages import FeedStatus
 
-Publish = Callable[[str, bytes], Awaitable[None] | None]
-"""A connection's publish(subject, payload): nexus.fastpub.DirectPublish (None when done, an awaitable
-when the caller must wait) or a coroutine function such as nats Client.publish."""
+
+class Publish(Protocol):
+    """A connection's publish (nexus.fastpub.DirectPublish): each call returns None when done, or an
+    awaitable the caller must await."""
+
+    def __call__(self, subject: str, payload: bytes) -> Awaitable[None] | None: ...
+
+    def many(self, items: list[tuple[str, bytes]]) -> Awaitable[None] | None: ...
+
+
 _encode = msgspec.json.Encoder().encode
 
 P1_BATCH = 64
@@ -238,25 +245,24 @@ class Publisher:
             await self._failed(exc)
 
     async def publish_batch(self) -> None:
-        """Up to P1_BATCH pending quote/book updates, oldest first."""
+        """Up to P1_BATCH pending quote/book updates, oldest first, in one append to the connection."""
         box = self.outbox
-        pub1 = self._p1
         encode = _encode
         p1 = box.p1
         pop = p1.popitem
         clock = time.time_ns
-        n = 0
+        batch: list[tuple[str, bytes]] = []
+        while p1 and len(batch) < P1_BATCH:
+            subject, msg, counters = pop(last=False)[1]
+            msg.ts_pub = clock()
+            batch.append((subject, encode(msg)))
+            counters.published_total += 1
+        self.published_total += len(batch)
         try:
-            while p1 and n < P1_BATCH:
-                subject, msg, counters = pop(last=False)[1]
-                msg.ts_pub = clock()
-                pending = pub1(subject, encode(msg))
-                if pending is not None:
-                    await pending
-                counters.published_total += 1
-                self.published_total += 1
-                n += 1
-        except Exception as exc:
+            pending = self._p1.many(batch)
+            if pending is not None:
+                await pending
+        except Exception as exc:  # quotes and book updates may be lost (a trade never is): counted
             await self._failed(exc)
         box.update_room()
 

@@ -52,6 +52,33 @@ async def test_direct_and_nats_py_publishes_arrive_in_order_with_their_payloads(
     await sub.close()
 
 
+async def test_a_batch_is_one_append_and_keeps_its_order_among_single_publishes(
+    nats_url: str, uid: str
+) -> None:
+    sub, got = await collect(nats_url, f"{uid}.>")
+    nc = await nats.connect(nats_url)
+    publish = DirectPublish(nc)
+    sent: list[tuple[str, bytes]] = []
+    for round_ in range(50):
+        batch = [(f"{uid}.b{i % 5}", f"{round_}:{i}".encode()) for i in range(64)]
+        assert publish.many(batch) is None
+        single = (f"{uid}.one", f"{round_}".encode())
+        assert publish(*single) is None
+        sent += [*batch, single]
+        await asyncio.sleep(0)
+    await wait_for(lambda: len(got) >= len(sent), timeout=10)
+    assert got == sent
+    assert nc.stats["out_msgs"] == len(sent)
+    too_large = publish.many([(f"{uid}.b0", b"fine"), (f"{uid}.b0", b"x" * (nc.max_payload + 1))])
+    assert too_large is not None
+    with pytest.raises(nats.errors.MaxPayloadError):
+        await too_large  # nats-py's publish of each: the first went out, the second was refused
+    await wait_for(lambda: len(got) == len(sent) + 1, timeout=5)
+    assert got[-1] == (f"{uid}.b0", b"fine")
+    await nc.close()
+    await sub.close()
+
+
 async def test_what_cannot_be_appended_gets_nats_py_errors(nats_url: str, uid: str) -> None:
     nc = await nats.connect(nats_url)
     publish = DirectPublish(nc)

@@ -17,6 +17,7 @@ twice).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -132,6 +133,7 @@ class ReplayAdapter(Adapter[ReplayFeed]):
         pacer = Pacer(self.ctx, self.config.speed)
         realtime = self.config.speed > 0
         n = 0
+        on_frame, clock = proto.on_frame, time.time_ns
         for rec in self._cached(recording.records(self.config.path)):
             if realtime:
                 await pacer.until(rec.ts)
@@ -141,9 +143,9 @@ class ReplayAdapter(Adapter[ReplayFeed]):
                     n = 0
                     await pacer.breathe()
             if rec.kind == "recv":
-                proto.on_frame(rec.payload, now_ns())
+                on_frame(rec.payload, clock())
             elif rec.kind == "rest" and isinstance(proto, BinanceProtocol):
-                proto.on_snapshot(rec.rest_symbol, rec.payload, now_ns())
+                proto.on_snapshot(rec.rest_symbol, rec.payload, clock())
             self.records_total += 1
 
     def _cached(self, source: Iterator[_T]) -> Iterable[_T]:

@@ -149,7 +149,7 @@ class Outbox:
         self._next_key = key + 1
         pending[key] = [subject, msg, counters]
         self._tail[subject] = key
-        if not self.wakeup_p1.is_set():
+        if len(pending) == 1:  # the publisher waits only on an empty queue: wake it
             self.wakeup_p1.set()
 
     def pop_p1(self) -> tuple[str, MarketDataMsg, FeedCounters]:

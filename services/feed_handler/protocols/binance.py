@@ -238,15 +238,17 @@ class BinanceProtocol:
     def on_frame(self, raw: bytes | str, ts_recv: int) -> None:
         """One websocket text frame. Bad input is reported to `out`, never raised."""
         try:
-            kind = self._kind(raw)
-            if kind is None:  # not a stream message as Binance writes them: look inside
-                env = _envelope.decode(raw)
-                if env.stream is None or not env.data:
-                    self._control(env, raw)
-                    return
-                kind = stream_kind(env.stream)
+            # A stream message as Binance writes it begins `{"stream":"<name>"`: its kind by its name.
+            name: str | bytes | None
+            if isinstance(raw, bytes):
+                name = raw[11 : raw.find(b'"', 11)] if raw.startswith(_HEAD_BYTES) else None
+            else:
+                name = raw[11 : raw.find('"', 11)] if raw.startswith(_HEAD) else None
+            kind = self._kinds.get(name) if name is not None else None
+            if kind is None:
+                kind = self._kind(raw, name)
                 if kind is None:
-                    raise BadInput("unknown_type", f"stream {env.stream!r}")
+                    return  # a request's answer
             if kind == QUOTE:
                 self._quote(raw, ts_recv)
             elif kind == DEPTH:
@@ -258,23 +260,25 @@ class BinanceProtocol:
         except BadInput as exc:
             self.out.bad_input(exc, raw)
 
-    def _kind(self, raw: bytes | str) -> int | None:
-        """The kind of a frame that begins `{"stream":"<name>"`, from its name; None otherwise."""
-        if isinstance(raw, str):
-            if not raw.startswith(_HEAD):
-                return None
-            name: str | bytes = raw[11 : raw.find('"', 11)]
-        else:
-            if not raw.startswith(_HEAD_BYTES):
-                return None
-            name = raw[11 : raw.find(b'"', 11)]
-        try:
-            return self._kinds[name]
-        except KeyError:
-            kind = stream_kind(name if isinstance(name, str) else name.decode("utf-8", "replace"))
-            if len(self._kinds) < MAX_STREAM_NAMES:
+    def _kind(self, raw: bytes | str, name: str | bytes | None) -> int | None:
+        """The kind of a stream message whose name is not known yet (`name`: None when the frame does not
+        begin as Binance writes it; then it is decoded to find out). None for a request's answer; a
+        message of no known kind raises BadInput."""
+        if name is not None:
+            stream = name if isinstance(name, str) else name.decode("utf-8", "replace")
+            kind = stream_kind(stream)
+            if kind is not None and len(self._kinds) < MAX_STREAM_NAMES:
                 self._kinds[name] = kind
-            return kind
+        else:
+            env = _envelope.decode(raw)
+            if env.stream is None or not env.data:
+                self._control(env, raw)
+                return None
+            stream = env.stream
+            kind = stream_kind(stream)
+        if kind is None:
+            raise BadInput("unknown_type", f"stream {stream!r}")
+        return kind
 
     def _control(self, env: _Envelope, raw: bytes | str) -> None:
         if env.id is not None and (env.error is not None or env.result is not msgspec.UNSET):

@@ -71,20 +71,6 @@ class _Side:
                 kept.append(level)
         self.keys, self.levels = ordered, kept
 
-    def update(self, levels: Levels, vals: Values) -> None:
-        keys, kept, sign = self.keys, self.levels, self.sign
-        for (price, amount), level in zip(vals, levels, strict=True):  # the depth hot path: written out
-            key = sign * price
-            i = bisect_left(keys, key)
-            if i < len(keys) and keys[i] == key:
-                if amount:
-                    kept[i] = level
-                else:
-                    del keys[i], kept[i]
-            elif amount:
-                keys.insert(i, key)
-                kept.insert(i, level)
-
 
 def _first(row: tuple[float, tuple[float, float], Level]) -> float:
     return row[0]
@@ -120,10 +106,22 @@ class Book:
     def apply_valued(
         self, bids: Levels, bid_values: Values, asks: Levels, ask_values: Values, seq: int = 0
     ) -> None:
-        if bids:
-            self._bids.update(bids, bid_values)
-        if asks:
-            self._asks.update(asks, ask_values)
+        """`apply` with the levels' values already decoded (the depth hot path: one call per diff)."""
+        for side, levels, vals in ((self._bids, bids, bid_values), (self._asks, asks, ask_values)):
+            if not levels:
+                continue
+            keys, kept, sign = side.keys, side.levels, side.sign
+            for (price, amount), level in zip(vals, levels, strict=True):
+                key = sign * price
+                i = bisect_left(keys, key)
+                if i < len(keys) and keys[i] == key:
+                    if amount:
+                        kept[i] = level
+                    else:
+                        del keys[i], kept[i]
+                elif amount:
+                    keys.insert(i, key)
+                    kept.insert(i, level)
         if seq:
             self.seq = seq
 

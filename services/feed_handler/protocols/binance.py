@@ -16,7 +16,7 @@ A BookSnapshot of the whole book is published at every (re)sync, so a consumer c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -289,9 +289,8 @@ class BinanceProtocol:
         raise BadInput("unknown_type", "neither a stream message nor a request answer")
 
     @staticmethod
-    def _expect_event(got: str, want: str) -> None:
-        if got != want:
-            raise BadInput("unknown_type", f"event {got!r} on a {want} stream")
+    def _unexpected(got: str, want: str) -> NoReturn:
+        raise BadInput("unknown_type", f"event {got!r} on a {want} stream")
 
     def _symbol(self, venue_symbol: str) -> str:
         sym = self.symbols.get(venue_symbol)
@@ -330,11 +329,13 @@ class BinanceProtocol:
         t: _AggTrade | _RawTrade
         if kind == AGG_TRADE:
             agg: _AggTrade = _agg_trade.decode(raw).data
-            self._expect_event(agg.e, "aggTrade")
+            if agg.e != "aggTrade":
+                self._unexpected(agg.e, "aggTrade")
             t, tid = agg, agg.a
         else:
             single: _RawTrade = _raw_trade.decode(raw).data
-            self._expect_event(single.e, "trade")
+            if single.e != "trade":
+                self._unexpected(single.e, "trade")
             t, tid = single, single.t
         vs = t.s
         sym = self.symbols.get(vs) or self._symbol(vs)
@@ -376,8 +377,9 @@ class BinanceProtocol:
 
     def _depth(self, raw: bytes | str, ts_recv: int) -> None:
         d: _Depth = _depth.decode(raw).data
-        self._expect_event(d.e, "depthUpdate")
-        st = self._state(d.s)
+        if d.e != "depthUpdate":
+            self._unexpected(d.e, "depthUpdate")
+        st = self._sync.get(d.s) or self._state(d.s)
         try:
             v: _DepthValues = _depth_values.decode(raw).data
         except msgspec.ValidationError as exc:

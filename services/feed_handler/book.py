@@ -1,9 +1,13 @@
 """An L2 order book: price -> size per side, kept sorted, with crossing checks. Pure logic, no I/O.
 
 Levels are the venue's decimal strings (`Level`: ("43123.45", "0.5")), published as they came. A level
-is found by the binary64 value of its price, which orders and compares prices exactly as decimals as
-long as they have at most 15 significant digits: every venue tick there is, and what the parsers
-enforce (a price string of at most 16 characters, below 9e15). A size of 0 removes the level.
+is found by the binary64 value of its price. Rounding to binary64 keeps the order of decimals, so two
+prices with different values are in the right order, and only a tie needs a closer look: the same
+price ("100.5" and "100.50", one level) or two prices closer than binary64 can tell apart (possible only
+beyond 15 significant digits). That case is refused (BadInput, and the parser resyncs) rather than
+merged, and crossing is decided on a tie by the decimals. A size of 0 removes the level. A size whose
+value is 0 but whose text is not ("1e-400") is refused: it would be published as it came while the book
+took it for 0.
 
 The hot path takes the values with the strings (`apply_valued`): a parser decodes each venue message a
 second time as floats in C (msgspec), which costs less than one Python `float()` call per value.
@@ -19,8 +23,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
-from feed_handler.errors import CrossedBook
+from feed_handler.errors import BadInput, CrossedBook
 
 Level = tuple[str, str]
 """[price, size] as the venue wrote them."""
@@ -32,6 +37,19 @@ Values = Sequence[tuple[float, float]]
 def values(levels: Iterable[Level]) -> list[tuple[float, float]]:
     """The values of levels whose strings are already known to be plain decimals."""
     return [(float(p), float(s)) for p, s in levels]
+
+
+def is_zero(size: str) -> bool:
+    """Whether a size whose value is 0.0 is zero, not a tiny number that underflowed."""
+    return not size.strip("0.") or Decimal(size) == 0
+
+
+def underflow(size: str) -> BadInput:
+    return BadInput("invalid_field", f"size {size} is too small to tell from 0")
+
+
+def collision(price: str, other: str) -> BadInput:
+    return BadInput("invalid_field", f"prices {price} and {other} are too close to tell apart in binary64")
 
 
 class _Side:
@@ -61,7 +79,11 @@ class _Side:
         ordered: list[float] = []
         kept: list[Level] = []
         for key, (_, amount), level in sorted(zip(keys, vals, levels, strict=True), key=_first):  # stable
+            if not amount and not is_zero(level[1]):
+                raise underflow(level[1])
             if ordered and ordered[-1] == key:
+                if kept[-1][0] != level[0] and Decimal(kept[-1][0]) != Decimal(level[0]):
+                    raise collision(level[0], kept[-1][0])
                 if amount:
                     kept[-1] = level
                 else:
@@ -88,7 +110,7 @@ class Book:
         self._asks = _Side(-1.0)
 
     def reset(self, bids: Levels, asks: Levels, seq: int = 0) -> None:
-        """Replace the whole book (a snapshot)."""
+        """Replace the whole book (a snapshot). Raises BadInput as `apply_valued` does."""
         self.reset_valued(bids, values(bids), asks, values(asks), seq)
 
     def reset_valued(
@@ -106,15 +128,24 @@ class Book:
     def apply_valued(
         self, bids: Levels, bid_values: Values, asks: Levels, ask_values: Values, seq: int = 0
     ) -> None:
-        """`apply` with the levels' values already decoded (the depth hot path: one call per diff)."""
+        """`apply` with the levels' values already decoded (the depth hot path: one call per diff).
+        Raises BadInput for a size that underflowed or two prices binary64 cannot tell apart; the book is
+        then part-updated, and the caller resyncs it."""
         for side, levels, vals in ((self._bids, bids, bid_values), (self._asks, asks, ask_values)):
             if not levels:
                 continue
             keys, kept, sign = side.keys, side.levels, side.sign
             for (price, amount), level in zip(vals, levels, strict=True):
+                if not amount:
+                    size = level[1]
+                    if size.strip("0.") and Decimal(size) != 0:
+                        raise underflow(size)
                 key = sign * price
                 i = bisect_left(keys, key)
                 if i < len(keys) and keys[i] == key:
+                    held = kept[i][0]
+                    if held != level[0] and Decimal(held) != Decimal(level[0]):
+                        raise collision(level[0], held)
                     if amount:
                         kept[i] = level
                     else:
@@ -139,7 +170,12 @@ class Book:
     def crossed(self) -> bool:
         """Best bid at or above best ask (a locked or crossed book: not a state a venue's book can be in)."""
         bids, asks = self._bids.keys, self._asks.keys
-        return bool(bids and asks and bids[-1] >= -asks[-1])
+        if not (bids and asks):
+            return False
+        bid, ask = bids[-1], -asks[-1]
+        if bid != ask:
+            return bid > ask
+        return Decimal(self._bids.levels[-1][0]) >= Decimal(self._asks.levels[-1][0])  # a tie: the decimals
 
     def check(self) -> None:
         """Raise CrossedBook if the book is crossed."""

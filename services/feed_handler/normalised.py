@@ -8,11 +8,13 @@ venue's text into a Decimal and back (about 0.25 µs per value to decode and 0.1
 
 The twins have the nexus types' tags, fields and field order (tests/feed_handler/test_normalised.py
 checks that they encode byte for byte the same and decode as the nexus types). They are not frozen: the
-handler owns each message until it is published, and sets `ts_pub` (and, in a replay loop, the trade id
-suffix) in place.
+handler owns each message until it is published, and sets `ts_pub` (and a failover group its venue) in
+place.
 
-What the strings may be is checked where they enter (`decimals.check_*`): plain decimals, digits with at
-most one point, no sign, no exponent, no spaces.
+What the strings may be is checked where they enter: each parser decodes the venue's message a second
+time as numbers (feed_handler.protocols.base), which only a JSON number in a string passes ("43123.45",
+"1e-5"; no spaces, no "+", no "nan"), with bounds on prices and sizes; ndjson replays are read as nexus
+messages first.
 """
 
 from __future__ import annotations

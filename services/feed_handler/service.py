@@ -49,8 +49,8 @@ class FeedHandler(Service[FeedHandlerSettings]):
     dedicated_p0 = True
     """Trades go out on their own NATS connection (bench/bench_feed_flood.py measures why)."""
     checked_subjects = True
-    """Feed and group names, venues and symbols are checked tokens (FeedConfig.check, safe_symbol), and
-    every subject is built from them by nexus.subjects."""
+    """Every subject the handler uses is built by nexus.subjects, whose builders check each token (feed
+    and group names and venues are also checked when a feed is added): nats-py need not check again."""
 
     def __init__(self, settings: FeedHandlerSettings, bus: Bus) -> None:
         super().__init__(settings, bus)

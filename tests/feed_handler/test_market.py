@@ -28,19 +28,25 @@ def test_a_seeded_market_is_reproducible_and_its_books_never_cross() -> None:
     a = SyntheticMarket(instruments, seed=42, rate=1000)
     b = SyntheticMarket(instruments, seed=42, rate=1000)
     books = {}
+
+    def text(
+        levels: list[tuple[int, int]],
+    ) -> list[tuple[str, str]]:  # ticks and lots, as a venue writes them
+        return [(str(p), str(q)) for p, q in levels]
+
     for sym in a.by_name:
         bids, asks, _ = a.ladder(sym)
         books[sym] = Book(sym)
-        books[sym].reset(bids, asks)
+        books[sym].reset(text(bids), text(asks))
     trades = 0
     for _ in range(20_000):
         ev, ev2 = a.next(), b.next()
         assert ev == ev2
-        books[ev.symbol].apply(ev.bids, ev.asks)
+        books[ev.symbol].apply(text(ev.bids), text(ev.asks))
         assert not books[ev.symbol].crossed
         bids, asks, uid = a.ladder(ev.symbol)
-        assert books[ev.symbol].bids() == tuple(bids)
-        assert books[ev.symbol].asks() == tuple(asks)
+        assert books[ev.symbol].bids() == tuple(text(bids))
+        assert books[ev.symbol].asks() == tuple(text(asks))
         assert uid == ev.update_id
         trades += ev.trade_id > 0
     assert 0.15 < trades / 20_000 < 0.25  # trade_ratio 0.2

@@ -4,6 +4,7 @@ hand-made frames for the sync and bad-input rules."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -12,7 +13,7 @@ import pytest
 from feed_handler.book import Book
 from feed_handler.errors import BadInput
 from feed_handler.normalised import BookDelta, BookSnapshot, MarketDataMsg, Quote, Trade
-from feed_handler.protocols import lobster, recording
+from feed_handler.protocols import lobster, ndjson, recording
 from feed_handler.protocols.binance import BinanceProtocol
 from feed_handler.protocols.coinbase import CoinbaseProtocol
 from nexus.messages import Side
@@ -269,7 +270,7 @@ def test_a_diff_that_crosses_the_book_is_bad_input_and_resyncs() -> None:
                 ("+1", "invalid_field"),
                 ("1.2.3", "invalid_field"),
                 ("1,5", "invalid_field"),
-                ("0.00000000000000001", "invalid_field"),  # 17 characters: a price is at most 16
+                ("-1", "invalid_field"),
                 ("1e400", "invalid_field"),
             ]
         ),
@@ -323,6 +324,59 @@ def test_frames_are_read_as_text_or_bytes_and_in_any_key_order() -> None:
     quote = got[0]
     assert isinstance(quote, Quote)
     assert (quote.bid_px, quote.bid_sz, quote.ask_px, quote.ask_sz) == ("100.10", "2.5", "100.20", "0.75")
+
+
+def ticker(b: str, bq: str, a: str, aq: str) -> bytes:
+    return frame("btcusdt@bookTicker", {"u": 1, "s": "BTCUSDT", "b": b, "B": bq, "a": a, "A": aq})
+
+
+def test_a_side_with_no_orders_is_published_empty_and_odd_sizes_are_refused() -> None:
+    proto, out, _ = binance()
+    proto.on_frame(ticker("0.00000000", "0.00000000", "101.5", "2"), 1)
+    quote = out.msgs[-1]
+    assert isinstance(quote, Quote)
+    assert (quote.bid_px, quote.bid_sz, quote.ask_px) == (None, "0.00000000", "101.5")
+    proto.on_frame(ticker("100", "1e-400", "101", "1"), 1)  # not 0, but 0.0 as a float: refused
+    proto.on_frame(ticker("100", "nan", "101", "1"), 1)  # fails the size's >= 0 bound
+    proto.on_frame(ticker("100", "1", "0", "1"), 1)  # a side with orders at price 0
+    assert [r for r, _ in out.bad] == ["invalid_field", "negative_size", "invalid_field"]
+    assert len(out.msgs) == 1
+
+
+def test_prices_are_exact_beyond_what_binary64_can_tell_apart() -> None:
+    """Long prices are accepted. Ties in binary64 are settled by the decimals: one spelling of a price is
+    one level, a quote a hair's breadth from crossing is not crossed, and two distinct prices that share a
+    binary64 value are refused (the book resyncs) rather than merged."""
+    proto, out, asked = binance()
+    proto.on_frame(ticker("0.1", "1", "0.10000000000000001", "1"), 1)  # one float, two decimals: bid < ask
+    assert out.bad == []
+    proto.on_frame(depth(1, 1), 1)
+    long_book = {
+        "lastUpdateId": 1,
+        "bids": [["143000000.00000000", "1"]],
+        "asks": [["143000100.00000000", "2"]],
+    }
+    proto.on_snapshot("BTCUSDT", enc.encode(long_book), 1)
+    assert out.bad == []
+    assert proto.books()["BTCUSDT"].best_bid == ("143000000.00000000", "1")
+    proto.on_frame(depth(2, 2, bids=[["143000000.0", "5"]]), 1)  # the same price, spelt otherwise
+    assert proto.books()["BTCUSDT"].bids() == (("143000000.0", "5"),)
+    proto.on_frame(depth(3, 3, asks=[["0.10000000000000001", "1"], ["0.1", "1"]]), 1)
+    assert [r for r, _ in out.bad] == ["invalid_field"]
+    assert "too close to tell apart" in out.bad[0][1]
+    assert "BTCUSDT" not in proto.books()
+    assert out.resyncs == [("BTCUSDT", "invalid_field")]
+    assert asked == ["BTCUSDT", "BTCUSDT"]
+    assert out.crossed == 0
+
+
+def test_a_size_that_underflows_in_a_diff_resyncs() -> None:
+    proto, out, _asked = binance()
+    proto.on_frame(depth(1, 1), 1)
+    proto.on_snapshot("BTCUSDT", snapshot(1), 1)
+    proto.on_frame(depth(2, 2, bids=[["100", "1e-400"]]), 1)
+    assert [r for r, _ in out.bad] == ["invalid_field"]
+    assert out.resyncs == [("BTCUSDT", "invalid_field")]
 
 
 def test_a_negative_size_in_a_diff_resyncs_rather_than_leaving_a_hole() -> None:
@@ -381,6 +435,23 @@ def test_coinbase_crossed_update_resubscribes_the_product_and_ignores_updates_un
 
 
 @pytest.mark.parametrize(
+    "change",
+    [["buy", 100.5, "1"], ["buy", "100.5", "-1"], ["sell", "1e-400x", "1"], ["buy", "100", "1e-400"]],
+    ids=["price as a number", "negative size", "not a number", "underflowing size"],
+)
+def test_a_coinbase_update_that_cannot_be_used_resyncs_its_product(change: list[Any]) -> None:
+    """level2 has no sequence numbers: an update that is skipped would be a hole nobody sees later."""
+    out, resub = Out(), []
+    proto = CoinbaseProtocol("c", ["BTC-USD"], out, need_resubscribe=resub.append)
+    proto.on_frame(cb("snapshot", product_id="BTC-USD", bids=[["100", "1"]], asks=[["101", "1"]]), 1)
+    proto.on_frame(cb("l2update", product_id="BTC-USD", changes=[change], time=""), 1)
+    assert len(out.bad) == 1
+    assert resub == ["BTC-USD"]
+    assert out.resyncs == [("BTC-USD", out.bad[0][0])]
+    assert proto.books() == {}
+
+
+@pytest.mark.parametrize(
     ("raw", "reason"),
     [
         (b"{not json", "invalid_json"),
@@ -406,3 +477,31 @@ def test_bad_coinbase_input_is_reported_with_a_reason_and_skipped(raw: bytes, re
     proto.on_frame(raw, 1)
     assert [r for r, _ in out.bad] == [reason]
     assert out.msgs == []
+
+
+def test_ndjson_lines_are_read_with_decimals_as_strings_or_numbers_and_bad_lines_counted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "md.ndjson"
+    trade = {
+        "type": "trade",
+        "venue": "v",
+        "symbol": "A",
+        "venue_symbol": "A",
+        "trade_id": "1",
+        "ts_event": 5,
+    }
+    path.write_bytes(
+        enc.encode({**trade, "price": 1.5, "size": "2.50"})  # a JSON number, as a nexus decoder accepts
+        + b"\n"
+        + enc.encode({**trade, "price": "abc", "size": "1"})
+        + b"\n"
+    )
+    out = Out()
+    read = list(ndjson.read(path, out))
+    assert [r for r, _ in out.bad] == ["invalid_field"]
+    assert len(read) == 1
+    t_ns, msg = read[0]
+    assert t_ns == 5
+    assert isinstance(msg, Trade)
+    assert (msg.price, msg.size) == ("1.5", "2.50")

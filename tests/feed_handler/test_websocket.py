@@ -38,17 +38,19 @@ class BookWatcher:
         self.orphans = 0
 
     async def __call__(self, msg: m.BookSnapshot | m.BookDelta) -> None:
+        bids = [(str(p), str(s)) for p, s in msg.bids]  # the Decimals' text: what was on the wire
+        asks = [(str(p), str(s)) for p, s in msg.asks]
         if isinstance(msg, m.BookSnapshot):
             self.snapshots += 1
             book = self.books[msg.symbol] = Book(msg.symbol)
-            book.reset(msg.bids, msg.asks, msg.seq)
+            book.reset(bids, asks, msg.seq)
         else:
             book = self.books.get(msg.symbol)  # type: ignore[assignment]
             if book is None:
                 self.orphans += 1
                 return
             self.deltas += 1
-            book.apply(msg.bids, msg.asks, msg.seq)
+            book.apply(bids, asks, msg.seq)
         self.crossed += book.crossed
 
 

@@ -12,22 +12,21 @@ import msgspec
 from feed_handler.errors import BadInput
 from feed_handler.normalised import MarketDataMsg
 
-# A venue's prices and sizes are decoded twice, both times in C: as text (`PriceText`, `str`), which
-# is what gets published, and as values (`PriceValue`, `SizeValue`, with a decoder made by
-# `value_decoder`), which the checks and the book compare. A value decoder accepts a string only when
-# it is a JSON number (digits, at most one point, an optional exponent: "43123.45000000", no spaces,
-# no "+", no "nan"), so the text that goes out is a plain decimal every consumer can read.
+# A venue's prices and sizes are decoded twice, both times in C: as text (`str`), which is what gets
+# published, and as values (`PriceValue`, `SizeValue`, with a decoder made by `value_decoder`), which
+# the checks and the book compare (exactly: see feed_handler.book). A value decoder accepts a string
+# only when it is a JSON number (digits, at most one point, an optional exponent: "43123.45000000",
+# "1e-5"; no spaces, no "+"), so the text that goes out is a decimal every consumer can read.
 S = TypeVar("S", bound=msgspec.Struct)
 MAX_PRICE = 9e15
-"""Below 2**53: with at most 16 characters, a price then has at most 15 significant digits, and its
-binary64 value orders and compares it exactly (feed_handler.book)."""
-PriceText = Annotated[str, msgspec.Meta(max_length=16)]
+"""Prices are below this (and finite; "nan" fails the bound)."""
 PriceValue = Annotated[float, msgspec.Meta(gt=0, lt=MAX_PRICE)]
+QuotePriceValue = Annotated[float, msgspec.Meta(lt=MAX_PRICE)]
+"""A top-of-book price, which may be 0 on a side with no orders (the parser checks the rest)."""
 SizeValue = Annotated[float, msgspec.Meta(ge=0, le=1e300)]
 """Non-negative and finite. Sizes are the only values bounded by `>= 0`, so `classify` reports a failure
-of that bound as a negative size (a "nan" size too). A size is zero when its value is (a size below
-1e-308 would be taken for zero: no venue has such a lot)."""
-LevelList = list[tuple[PriceText, str]]
+of that bound as a negative size (a "nan" size fails it too, and is reported so)."""
+LevelList = list[tuple[str, str]]
 """Price levels as a venue sends them: [[price, size], ...]."""
 LevelValues = list[tuple[PriceValue, SizeValue]]
 """The same levels' values (a level with a negative size or a price not above 0 fails to decode)."""

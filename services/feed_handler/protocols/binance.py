@@ -16,19 +16,20 @@ A BookSnapshot of the whole book is published at every (re)sync, so a consumer c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any, NoReturn
 
 import msgspec
 
-from feed_handler.book import Book
+from feed_handler.book import Book, is_zero, underflow
 from feed_handler.errors import BadInput, CrossedBook
 from feed_handler.normalised import BookDelta, BookSnapshot, Quote, Trade
 from feed_handler.protocols.base import (
     LevelList,
     LevelValues,
     Output,
-    PriceText,
     PriceValue,
+    QuotePriceValue,
     Retime,
     SizeValue,
     at_receipt,
@@ -61,17 +62,17 @@ class _Envelope(msgspec.Struct):
 class _BookTicker(msgspec.Struct, gc=False):
     u: int
     s: str
-    b: PriceText
+    b: str
     B: str
-    a: PriceText
+    a: str
     A: str
     E: int = 0
 
 
 class _BookTickerValues(msgspec.Struct, gc=False):
-    b: PriceValue
+    b: QuotePriceValue
     B: SizeValue
-    a: PriceValue
+    a: QuotePriceValue
     A: SizeValue
 
 
@@ -304,7 +305,13 @@ class BinanceProtocol:
         v: _BookTickerValues = _book_ticker_values.decode(raw).data
         has_bid = v.B > 0
         has_ask = v.A > 0
-        if has_bid and has_ask and v.b >= v.a:
+        if not has_bid and not is_zero(q.B):  # a side with no orders has price null and size 0
+            raise underflow(q.B)
+        if not has_ask and not is_zero(q.A):
+            raise underflow(q.A)
+        if (has_bid and v.b <= 0) or (has_ask and v.a <= 0):
+            raise BadInput("invalid_field", f"{q.s} bookTicker price not above 0: {q.b}/{q.a}", sym)
+        if has_bid and has_ask and (v.b > v.a or (v.b == v.a and Decimal(q.b) >= Decimal(q.a))):
             raise BadInput("crossed_quote", f"{q.s} bid {q.b} >= ask {q.a}", sym)
         # the event time, written out: the usual Retimes cost no call
         ts_event = q.E * MS
@@ -426,7 +433,12 @@ class BinanceProtocol:
             self._resync(st, "gap", (d, v, ts_recv))
             return False
         book = st.book
-        book.apply_valued(d.b, v.b, d.a, v.a, d.u)
+        try:
+            book.apply_valued(d.b, v.b, d.a, v.a, d.u)
+        except BadInput as exc:  # the book took part of the diff: rebuild it
+            self.out.bad_input(exc, _encoder.encode(d))
+            self._resync(st, exc.reason)
+            return False
         st.prev_u = d.u
         st.first = False
         if book.crossed:
@@ -478,7 +490,12 @@ class BinanceProtocol:
             return
         st.buffer = []
         book = st.book
-        book.reset_valued(snap.bids, values.bids, snap.asks, values.asks, last)
+        try:
+            book.reset_valued(snap.bids, values.bids, snap.asks, values.asks, last)
+        except BadInput as exc:
+            self.snapshot_failed(st.venue_symbol)
+            self.out.bad_input(exc, raw)
+            return
         st.prev_u = last
         st.first = True
         st.synced = True

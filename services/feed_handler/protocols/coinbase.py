@@ -17,6 +17,7 @@ Prices and sizes are decoded as text (published) and, for the checks and the boo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -28,7 +29,6 @@ from feed_handler.protocols.base import (
     LevelList,
     LevelValues,
     Output,
-    PriceText,
     PriceValue,
     Retime,
     SizeValue,
@@ -57,7 +57,7 @@ class _Snapshot(_Msg, tag="snapshot"):
 
 class _L2Update(_Msg, tag="l2update"):
     product_id: str
-    changes: list[tuple[str, PriceText, str]]
+    changes: list[tuple[str, str, str]]
     time: str = ""
 
 
@@ -79,8 +79,8 @@ class _Ticker(_Msg, tag="ticker"):
     product_id: str
     sequence: int = 0
     price: str | None = None
-    best_bid: PriceText | None = None
-    best_ask: PriceText | None = None
+    best_bid: str | None = None
+    best_ask: str | None = None
     best_bid_size: str | None = None
     best_ask_size: str | None = None
     time: str = ""
@@ -127,6 +127,12 @@ class _TickerValues(msgspec.Struct):
     best_ask_size: SizeValue | None = None
 
 
+class _Probe(msgspec.Struct):
+    type: str = ""
+    product_id: str = ""
+
+
+_probe = msgspec.json.Decoder(_Probe)
 _snapshot_values = value_decoder(_SnapshotValues)
 _l2update_values = value_decoder(_L2UpdateValues)
 _match_values = value_decoder(_MatchValues)
@@ -215,9 +221,22 @@ class CoinbaseProtocol:
                 case _Error():
                     raise BadInput("venue_error", f"{msg.message}: {msg.reason}")
         except msgspec.DecodeError as exc:
-            self.out.bad_input(classify(exc), raw)
+            bad = classify(exc)
+            self._lost_update(raw, bad.reason)
+            self.out.bad_input(bad, raw)
         except BadInput as exc:
             self.out.bad_input(exc, raw)
+
+    def _lost_update(self, raw: bytes | str, reason: str) -> None:
+        """A message that did not decode: if it was a level2 update of a synced product, that book now
+        misses it (level2 has no sequence numbers to show the hole later): resync the product."""
+        try:
+            probe = _probe.decode(raw)
+        except msgspec.DecodeError:
+            return  # not even a JSON object with a type and a product
+        p = self.products.get(probe.product_id)
+        if probe.type == "l2update" and p is not None and p.synced:
+            self._resync(p, reason)
 
     def _time(self, text: str, ts_recv: int) -> int:
         return self.retime(iso_ns(text)) if text else ts_recv
@@ -225,7 +244,11 @@ class CoinbaseProtocol:
     def _snapshot(self, msg: _Snapshot, ts_recv: int, raw: bytes | str) -> None:
         p = self._product(msg.product_id)
         values = _snapshot_values.decode(raw)
-        p.book.reset_valued(msg.bids, values.bids, msg.asks, values.asks)
+        try:
+            p.book.reset_valued(msg.bids, values.bids, msg.asks, values.asks)
+        except BadInput:
+            p.synced = False
+            raise
         if p.book.crossed:
             bid, ask = p.book.best_bid, p.book.best_ask
             p.synced = False
@@ -270,7 +293,11 @@ class CoinbaseProtocol:
             else:
                 self._resync(p, "invalid_field")
                 raise BadInput("invalid_field", f"{p.product} change side {side!r}", p.book.symbol)
-        p.book.apply_valued(bids, bid_values, asks, ask_values)
+        try:
+            p.book.apply_valued(bids, bid_values, asks, ask_values)
+        except BadInput as exc:  # the book took part of the update: rebuild it
+            self._resync(p, exc.reason)
+            raise
         if p.book.crossed:
             bid, ask = p.book.best_bid, p.book.best_ask
             self._resync(p, "crossed_book")
@@ -354,7 +381,12 @@ class CoinbaseProtocol:
     def _ticker(self, msg: _Ticker, ts_recv: int, raw: bytes | str) -> None:
         p = self._product(msg.product_id)
         v = _ticker_values.decode(raw)
-        if v.best_bid is not None and v.best_ask is not None and v.best_bid >= v.best_ask:
+        bid, ask = v.best_bid, v.best_ask
+        if (
+            bid is not None
+            and ask is not None
+            and (bid > ask or (bid == ask and Decimal(msg.best_bid or 0) >= Decimal(msg.best_ask or 0)))
+        ):
             raise BadInput("crossed_quote", f"{p.product} ticker bid {msg.best_bid} >= ask {msg.best_ask}")
         if self.level2:
             self.out.touch()  # the book gives the quote, with sizes

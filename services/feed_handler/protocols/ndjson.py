@@ -1,8 +1,9 @@
 """NDJSON of Nexus market data: one Trade/Quote/BookSnapshot/BookDelta JSON object per line (the wire
 format, e.g. saved from `nats sub`); replayed in the order of the file, paced by `ts_event`.
 
-Each line is decoded as the nexus message (which checks every field, decimals included) and then as the
-handler's own twin of it (feed_handler.normalised), whose decimals are the line's strings."""
+Each line is decoded as the nexus message, which checks every field (decimals included, as strings or
+as JSON numbers), and then turned into the handler's twin of it (feed_handler.normalised), whose
+decimals are the Decimals' text."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from feed_handler.normalised import MarketDataMsg
 from feed_handler.protocols.base import Output, classify
 from nexus import messages
 
-_check = messages.decoder(messages.MarketDataMsg)
-_decoder = msgspec.json.Decoder(MarketDataMsg)
+_decoder = messages.decoder(messages.MarketDataMsg)
 
 
 def read(path: str | Path, out: Output) -> Iterator[tuple[int, MarketDataMsg]]:
@@ -26,8 +26,8 @@ def read(path: str | Path, out: Output) -> Iterator[tuple[int, MarketDataMsg]]:
             if not line.strip():
                 continue
             try:
-                _check.decode(line)
-                msg = _decoder.decode(line)
+                checked = _decoder.decode(line)
+                msg = msgspec.convert(msgspec.to_builtins(checked), MarketDataMsg)
             except msgspec.DecodeError as exc:
                 out.bad_input(classify(exc), line)
                 continue

@@ -78,6 +78,11 @@ class DirectPublish:
         stats["out_bytes"] += size
         return self._appended(nc)
 
+    @property
+    def max_payload(self) -> int:
+        """The largest payload the server takes (from its INFO; nats-py's default before connecting)."""
+        return self.nc.max_payload
+
     async def _each(self, items: list[tuple[str, bytes]]) -> None:
         for subject, payload in items:
             await self.nc.publish(subject, payload)

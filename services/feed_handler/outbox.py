@@ -44,6 +44,10 @@ class Publish(Protocol):
 
     def many(self, items: list[tuple[str, bytes]]) -> Awaitable[None] | None: ...
 
+    @property
+    def max_payload(self) -> int:
+        """The largest payload the server takes."""
+
 
 _encode = msgspec.json.Encoder().encode
 
@@ -152,6 +156,15 @@ class Outbox:
         if len(pending) == 1:  # the publisher waits only on an empty queue: wake it
             self.wakeup_p1.set()
 
+    def requeue(self, taken: list[tuple[int, list[Any]]]) -> None:
+        """Put popped p1 entries back at the front of the queue, in their order (a publish failed)."""
+        pending = self.p1
+        for key, entry in reversed(taken):
+            pending[key] = entry
+            pending.move_to_end(key, last=False)
+        if taken:
+            self.wakeup_p1.set()
+
     def pop_p1(self) -> tuple[str, MarketDataMsg, FeedCounters]:
         _, entry = self.p1.popitem(last=False)
         subject, msg, counters = entry
@@ -245,25 +258,40 @@ class Publisher:
             await self._failed(exc)
 
     async def publish_batch(self) -> None:
-        """Up to P1_BATCH pending quote/book updates, oldest first, in one append to the connection."""
+        """Up to P1_BATCH pending quote/book updates, oldest first, in one append to the connection.
+
+        When the publish fails, the batch goes back to the front of the queue and is tried again: a book
+        update is never lost. Part of it may have gone out before the failure and goes out twice; a
+        consumer is unharmed, since every level carries its absolute size. An update larger than the
+        server's max payload can never go out: it is counted as an error and dropped."""
         box = self.outbox
         encode = _encode
         p1 = box.p1
         pop = p1.popitem
         clock = time.time_ns
+        taken: list[tuple[int, list[Any]]] = []
         batch: list[tuple[str, bytes]] = []
         while p1 and len(batch) < P1_BATCH:
-            subject, msg, counters = pop(last=False)[1]
+            item = pop(last=False)
+            taken.append(item)
+            subject, msg, counters = item[1]
             msg.ts_pub = clock()
             batch.append((subject, encode(msg)))
             counters.published_total += 1
-        self.published_total += len(batch)
         try:
             pending = self._p1.many(batch)
             if pending is not None:
                 await pending
-        except Exception as exc:  # quotes and book updates may be lost (a trade never is): counted
+        except Exception as exc:
+            limit = self._p1.max_payload
+            again = [item for item, (_, data) in zip(taken, batch, strict=True) if len(data) <= limit]
+            self.errors_total += len(taken) - len(again)  # too large ever to be published: dropped
+            for _, entry in taken:
+                entry[2].published_total -= 1
+            box.requeue(again)
             await self._failed(exc)
+            return
+        self.published_total += len(batch)
         box.update_room()
 
     async def _failed(self, exc: Exception) -> None:

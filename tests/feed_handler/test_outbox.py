@@ -4,11 +4,14 @@ the publisher is behind; a merged book update equals the updates applied one by 
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable
+
+import msgspec
 
 from feed_handler.book import Book, Level
 from feed_handler.counters import FeedCounters
 from feed_handler.normalised import BookDelta, BookSnapshot, Quote, Trade
-from feed_handler.outbox import Outbox, merge_book
+from feed_handler.outbox import Outbox, Publisher, merge_book
 from nexus import subjects
 
 
@@ -126,3 +129,52 @@ def test_a_merged_book_update_equals_the_updates_applied_in_turn() -> None:
             assert pending.first_seq in (2, 3)
         assert result.bids() == reference.bids()
         assert result.asks() == reference.asks()
+
+
+class Sink:
+    """The publisher's side of a connection, in memory: takes what it is given, or refuses the next
+    `fail` batches as a connection would while it is down."""
+
+    max_payload = 400
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, bytes]] = []
+        self.fail = 0
+
+    def __call__(self, subject: str, payload: bytes) -> Awaitable[None] | None:
+        self.got.append((subject, payload))
+        return None
+
+    def many(self, items: list[tuple[str, bytes]]) -> Awaitable[None] | None:
+        if self.fail:
+            self.fail -= 1
+            self.got += items[:3]  # part of it went out before the connection broke
+
+            async def broken() -> None:
+                raise ConnectionError("connection lost")
+
+            return broken()
+        self.got += items
+        return None
+
+
+async def test_a_failed_batch_goes_back_to_the_front_and_only_what_can_never_go_out_is_dropped() -> None:
+    box, c, sink = Outbox(conflate_at=1000, p1_limit=2000), FeedCounters(), Sink()
+    publisher = Publisher(box, sink, sink)
+    big = BookSnapshot(
+        venue="v", symbol="B", venue_symbol="B", bids=tuple((D(p), D(1)) for p in range(1, 40))
+    )
+    for i in range(100):
+        box.put(subjects.quote("v", f"S{i % 5}"), quote(f"S{i % 5}", 100 + i, seq=i), c)
+        if i == 10:
+            box.put(subjects.book("v", "B"), big, c)  # over the sink's max payload
+    sink.fail = 1
+    await publisher.publish_batch()  # fails: everything back in the queue but the oversized snapshot
+    assert len(box.p1) == 100
+    assert c.published_total == 0
+    assert publisher.errors_total == 2  # the failure, and the snapshot that can never go out
+    while box.p1:
+        await publisher.publish_batch()
+    seqs = [int(msgspec.json.decode(data)["seq"]) for _, data in sink.got]
+    assert seqs == [0, 1, 2, *range(100)]  # what went out before the failure goes out again, then in order
+    assert c.published_total == publisher.published_total == 100

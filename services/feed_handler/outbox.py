@@ -29,7 +29,6 @@ from typing import Any, Protocol
 
 import msgspec
 
-from feed_handler.book import Book
 from feed_handler.counters import FeedCounters
 from feed_handler.normalised import BookDelta, BookMsg, BookSnapshot, Level, MarketDataMsg, Quote, Trade
 from nexus.logs import get_logger
@@ -56,17 +55,15 @@ P1_BATCH = 64
 
 
 def merge_book(old: BookMsg, new: BookMsg) -> BookMsg:
-    """One book update equivalent to applying `old` then `new` (same subject, `new` is later)."""
+    """One book update equivalent to applying `old` then `new` (same subject, `new` is later). Levels are
+    matched by exact Decimal value, as a consumer reading them as Decimals would match them."""
     if isinstance(new, BookSnapshot):
         return new
     if isinstance(old, BookSnapshot):
-        book = Book(old.symbol)
-        book.reset(old.bids, old.asks, old.seq)
-        book.apply(new.bids, new.asks, new.seq)
         return msgspec.structs.replace(
             old,
-            bids=book.bids(),
-            asks=book.asks(),
+            bids=_apply_levels(old.bids, new.bids, descending=True),
+            asks=_apply_levels(old.asks, new.asks, descending=False),
             seq=new.seq,
             ts_event=new.ts_event,
             ts_recv=new.ts_recv,
@@ -77,6 +74,17 @@ def merge_book(old: BookMsg, new: BookMsg) -> BookMsg:
         asks=_merge_levels(old.asks, new.asks, descending=False),
         first_seq=old.first_seq or new.first_seq,
     )
+
+
+def _apply_levels(book: tuple[Level, ...], changes: tuple[Level, ...], descending: bool) -> tuple[Level, ...]:
+    """A snapshot's levels with a delta's changes applied (a size of 0 removes), best first."""
+    levels = {Decimal(price): (price, size) for price, size in book}
+    for price, size in changes:
+        if Decimal(size):
+            levels[Decimal(price)] = (price, size)
+        else:
+            levels.pop(Decimal(price), None)
+    return tuple(levels[p] for p in sorted(levels, reverse=descending))
 
 
 def _merge_levels(old: tuple[Level, ...], new: tuple[Level, ...], descending: bool) -> tuple[Level, ...]:

@@ -178,3 +178,31 @@ async def test_a_failed_batch_goes_back_to_the_front_and_only_what_can_never_go_
     seqs = [int(msgspec.json.decode(data)["seq"]) for _, data in sink.got]
     assert seqs == [0, 1, 2, *range(100)]  # what went out before the failure goes out again, then in order
     assert c.published_total == publisher.published_total == 100
+
+
+def test_merging_matches_levels_as_a_consumer_reading_decimals_does() -> None:
+    snap = BookSnapshot(
+        venue="v",
+        symbol="X",
+        venue_symbol="X",
+        seq=1,
+        bids=(("100.50", "1"), ("99", "2")),
+        asks=(("101", "1"),),
+    )
+    delta = BookDelta(
+        venue="v",
+        symbol="X",
+        venue_symbol="X",
+        seq=2,
+        bids=(("100.5", "0"), ("98", "1E-400")),
+        asks=(("101.0", "3"),),
+    )
+    merged = merge_book(snap, delta)
+    assert isinstance(merged, BookSnapshot)
+    assert merged.bids == (("99", "2"), ("98", "1E-400"))  # "100.5" removed "100.50"; a tiny size is a size
+    assert merged.asks == (("101.0", "3"),)
+    assert merged.seq == 2
+    later = BookDelta(venue="v", symbol="X", venue_symbol="X", seq=3, bids=(("99.0", "0"),))
+    both = merge_book(delta, later)
+    assert isinstance(both, BookDelta)
+    assert both.bids == (("100.5", "0"), ("99.0", "0"), ("98", "1E-400"))  # best first, zeros kept

@@ -19,12 +19,16 @@ counted by the same subscriber (on 2 cores, publisher + subscriber + nats-server
 compete for the CPU).
 Latency is adapter receive (ts_recv) -> subscriber callback (wall clock, same machine): at saturation it
 is mostly queueing, so it is also measured at a moderate fixed rate (synthetic, ~10k msgs/s).
+Beside msgs/s, the CPU the publishing process (the service, or the bare relay) used per message seen, from
+/proc: three processes share two cores here, so msgs/s moves with contention, CPU per message far less.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -131,10 +135,28 @@ autostart = false
 """
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 async def count(
-    url: str, venue: str, start: Callable[[], Awaitable[None]], n: int, seconds: float
+    url: str,
+    venue: str,
+    start: Callable[[], Awaitable[None]],
+    n: int,
+    seconds: float,
+    *,
+    cpu: Callable[[], float] | None = None,
+    spent: list[float] | None = None,
 ) -> tuple[float, Latency]:
-    """Subscribe to the venue's trades, quotes and book, start the feed, count: (msgs/s, latency)."""
+    """Subscribe to the venue's trades, quotes and book, start the feed, count: (msgs/s, latency). With
+    `cpu` (the publishing process's CPU seconds so far), the CPU it used per message seen, in µs, is
+    appended to `spent`: a figure that contention for the two cores moves far less than msgs/s."""
     sub = await nats.connect(url)
     done = asyncio.Event()
     seen = 0
@@ -156,10 +178,13 @@ async def count(
         await sub.subscribe(subject, cb=on_msg, pending_msgs_limit=max(n, 10**6), pending_bytes_limit=-1)
     await sub.flush()
     await start()
+    cpu0 = cpu() if cpu is not None else 0.0
     if n:
         await asyncio.wait_for(done.wait(), 300)
     else:
         await asyncio.sleep(seconds)
+    if cpu is not None and spent is not None and seen:
+        spent.append((cpu() - cpu0) / seen * 1e6)
     await sub.close()
     rate = (seen - 1) / (last - first) if last > first else 0.0
     return rate, Latency.of(np.asarray(lat[len(lat) // 10 :], dtype=np.int64))
@@ -196,7 +221,13 @@ async def in_process(url: str, source: str, ndjson: Path, n: int) -> tuple[float
 
 
 async def as_process(
-    url: str, source: str, ndjson: Path, n: int, rate: float = 0, seconds: float = 0
+    url: str,
+    source: str,
+    ndjson: Path,
+    n: int,
+    rate: float = 0,
+    seconds: float = 0,
+    spent: list[float] | None = None,
 ) -> tuple[float, Latency]:
     venue = f"bench{time.monotonic_ns() % 10**9}"
     with tempfile.TemporaryDirectory(prefix="nexus-bench-feed-") as tmp:
@@ -210,7 +241,9 @@ async def as_process(
                 req = urllib.request.Request(f"{proc.url}/feeds/{venue}/start", method="POST")
                 await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(req, timeout=5).read()))
 
-            result = await count(url, venue, start, n, seconds)
+            result = await count(
+                url, venue, start, n, seconds, cpu=lambda: process_cpu(proc.pid), spent=spent
+            )
             proc.terminate()
             return result
 
@@ -253,7 +286,7 @@ async def raw_cross_process(url: str, n: int, payload: bytes) -> float:
     return rate
 
 
-async def bare_floor(url: str, n: int) -> tuple[float, Latency]:
+async def bare_floor(url: str, n: int, spent: list[float] | None = None) -> tuple[float, Latency]:
     """bench/bare_venue_relay.py (the Binance session decoded, re-encoded and published, nothing else) in
     its own process -> the subscriber here: msgs/s seen."""
     venue = f"bare{time.monotonic_ns() % 10**9}"
@@ -276,7 +309,7 @@ async def bare_floor(url: str, n: int) -> tuple[float, Latency]:
             raise RuntimeError(f"the bare relay did not start (exit code {await proc.wait()})")
 
     try:
-        return await count(url, venue, start, n, 0)
+        return await count(url, venue, start, n, 0, cpu=lambda: process_cpu(procs[0].pid), spent=spent)
     finally:
         for proc in procs:
             if proc.returncode is None:
@@ -305,6 +338,7 @@ def main() -> None:
     }
     sat: list[Latency] = []
     steady: list[Latency] = []
+    spent: dict[str, list[float]] = {k: [] for k in ("bare", "normalised", "binance", "synthetic")}
     with tempfile.TemporaryDirectory(prefix="nexus-bench-feed-") as tmp, nats_server(args.nats_url) as url:
         ndjson = Path(tmp) / "binance.ndjson"
         msgs = write_normalised(ndjson)
@@ -312,9 +346,9 @@ def main() -> None:
         for _ in range(args.runs):  # interleaved so every figure sees the same machine noise
             figures["raw"].add(run(raw_pubsub_ceiling(url, n, payload)))
             figures["raw_x"].add(run(raw_cross_process(url, n, payload)))
-            figures["bare"].add(run(bare_floor(url, n))[0])
+            figures["bare"].add(run(bare_floor(url, n, spent["bare"]))[0])
             for source in ("normalised", "binance", "synthetic"):
-                rate, lat = run(as_process(url, source, ndjson, n))
+                rate, lat = run(as_process(url, source, ndjson, n, spent=spent[source]))
                 figures[source].add(rate)
                 if source == "binance":
                     sat.append(lat)
@@ -339,6 +373,20 @@ def main() -> None:
             f"{label}          msgs/s  {figures[key]}   ratio {figures[key].median / raw:.2f}"
             f"  (to the cross-process baseline {figures[key].median / figures['raw_x'].median:.2f})"
         )
+    cpu = {key: statistics.median(values) for key, values in spent.items()}
+    print(
+        "CPU of the publishing process per message seen, µs (median; user + system):  "
+        + ",  ".join(
+            f"{label} {cpu[key]:.1f}"
+            for key, label in (
+                ("bare", "bare relay"),
+                ("binance", "Binance session"),
+                ("normalised", "normalised replay"),
+                ("synthetic", "synthetic"),
+            )
+        )
+        + f"  (Binance session / bare relay {cpu['binance'] / cpu['bare']:.2f})"
+    )
     print(f"latency at saturation (Binance session)       {median_latency(sat)}")
     print(f"latency at ~10k msgs/s (synthetic)            {median_latency(steady)}")
 

@@ -41,18 +41,7 @@ class DirectPublish:
         """One finished future, put on the flusher's queue to wake it (it only sets unfinished ones)."""
 
     def __call__(self, subject: str, payload: bytes) -> Awaitable[None] | None:
-        nc = self.nc
-        size = len(payload)
-        if nc._status != Client.CONNECTED or size > nc._max_payload:
-            return nc.publish(subject, payload)  # reconnecting, draining, closed, too large: its rules
-        head = self._heads.get(subject) or self._head(subject)
-        cmd = b"%b%d\r\n%b\r\n" % (head, size, payload)
-        nc._pending.append(cmd)
-        nc._pending_data_size += len(cmd)
-        stats = nc.stats
-        stats["out_msgs"] += 1
-        stats["out_bytes"] += size
-        return self._appended(nc)
+        return self.many([(subject, payload)])
 
     def many(self, items: list[tuple[str, bytes]]) -> Awaitable[None] | None:
         """Publish every (subject, payload) in order: one append to the buffer, or nats-py's publish of

@@ -44,6 +44,17 @@ def is_zero(size: str) -> bool:
     return not size.strip("0.") or Decimal(size) == 0
 
 
+def same_price(price: str, other: str) -> bool:
+    """Whether two prices whose values are one binary64 number are one decimal ("100.5", "100.50")."""
+    return price == other or Decimal(price) == Decimal(other)
+
+
+def at_or_above(bid: str, ask: str, bid_value: float, ask_value: float) -> bool:
+    """bid >= ask, exactly: the values order the decimals, and a tie is settled by the decimals. Callers
+    on a hot path test `bid_value >= ask_value` first, which is rarely true."""
+    return bid_value > ask_value or (bid_value == ask_value and Decimal(bid) >= Decimal(ask))
+
+
 def underflow(size: str) -> BadInput:
     return BadInput("invalid_field", f"size {size} is too small to tell from 0")
 
@@ -82,7 +93,7 @@ class _Side:
             if not amount and not is_zero(level[1]):
                 raise underflow(level[1])
             if ordered and ordered[-1] == key:
-                if kept[-1][0] != level[0] and Decimal(kept[-1][0]) != Decimal(level[0]):
+                if not same_price(kept[-1][0], level[0]):
                     raise collision(level[0], kept[-1][0])
                 if amount:
                     kept[-1] = level
@@ -136,15 +147,13 @@ class Book:
                 continue
             keys, kept, sign = side.keys, side.levels, side.sign
             for (price, amount), level in zip(vals, levels, strict=True):
-                if not amount:
-                    size = level[1]
-                    if size.strip("0.") and Decimal(size) != 0:
-                        raise underflow(size)
+                if not amount and level[1].strip("0.") and not is_zero(level[1]):  # no call for "0.00"
+                    raise underflow(level[1])
                 key = sign * price
                 i = bisect_left(keys, key)
                 if i < len(keys) and keys[i] == key:
                     held = kept[i][0]
-                    if held != level[0] and Decimal(held) != Decimal(level[0]):
+                    if held != level[0] and not same_price(held, level[0]):  # no call for the same text
                         raise collision(level[0], held)
                     if amount:
                         kept[i] = level
@@ -173,9 +182,7 @@ class Book:
         if not (bids and asks):
             return False
         bid, ask = bids[-1], -asks[-1]
-        if bid != ask:
-            return bid > ask
-        return Decimal(self._bids.levels[-1][0]) >= Decimal(self._asks.levels[-1][0])  # a tie: the decimals
+        return bid >= ask and at_or_above(self._bids.levels[-1][0], self._asks.levels[-1][0], bid, ask)
 
     def check(self) -> None:
         """Raise CrossedBook if the book is crossed."""

@@ -62,36 +62,29 @@ def merge_book(old: BookMsg, new: BookMsg) -> BookMsg:
     if isinstance(old, BookSnapshot):
         return msgspec.structs.replace(
             old,
-            bids=_apply_levels(old.bids, new.bids, descending=True),
-            asks=_apply_levels(old.asks, new.asks, descending=False),
+            bids=_merge_levels(old.bids, new.bids, descending=True, keep_zeros=False),
+            asks=_merge_levels(old.asks, new.asks, descending=False, keep_zeros=False),
             seq=new.seq,
             ts_event=new.ts_event,
             ts_recv=new.ts_recv,
         )
     return msgspec.structs.replace(
         new,
-        bids=_merge_levels(old.bids, new.bids, descending=True),
-        asks=_merge_levels(old.asks, new.asks, descending=False),
+        bids=_merge_levels(old.bids, new.bids, descending=True, keep_zeros=True),
+        asks=_merge_levels(old.asks, new.asks, descending=False, keep_zeros=True),
         first_seq=old.first_seq or new.first_seq,
     )
 
 
-def _apply_levels(book: tuple[Level, ...], changes: tuple[Level, ...], descending: bool) -> tuple[Level, ...]:
-    """A snapshot's levels with a delta's changes applied (a size of 0 removes), best first."""
-    levels = {Decimal(price): (price, size) for price, size in book}
-    for price, size in changes:
-        if Decimal(size):
-            levels[Decimal(price)] = (price, size)
-        else:
-            levels.pop(Decimal(price), None)
-    return tuple(levels[p] for p in sorted(levels, reverse=descending))
-
-
-def _merge_levels(old: tuple[Level, ...], new: tuple[Level, ...], descending: bool) -> tuple[Level, ...]:
-    """The levels of two deltas as one, by price (as an exact Decimal: "1.50" and "1.5" are one level);
-    the later size wins, a size of 0 stays (it removes the level downstream)."""
+def _merge_levels(
+    old: tuple[Level, ...], new: tuple[Level, ...], *, descending: bool, keep_zeros: bool
+) -> tuple[Level, ...]:
+    """`old`'s levels with `new`'s over them, by price (as an exact Decimal: "1.50" and "1.5" are one
+    level), best first. Two deltas keep a size of 0 (it removes the level downstream); a snapshot with a
+    delta applied does not."""
     merged = {Decimal(price): (price, size) for price, size in (*old, *new)}
-    return tuple(merged[p] for p in sorted(merged, reverse=descending))
+    best_first = sorted(merged, reverse=descending)
+    return tuple(merged[p] for p in best_first if keep_zeros or Decimal(merged[p][1]))
 
 
 class Outbox:

@@ -16,12 +16,11 @@ A BookSnapshot of the whole book is published at every (re)sync, so a consumer c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import Any, NoReturn
 
 import msgspec
 
-from feed_handler.book import Book, is_zero, underflow
+from feed_handler.book import Book, at_or_above, is_zero, underflow
 from feed_handler.errors import BadInput, CrossedBook
 from feed_handler.normalised import BookDelta, BookSnapshot, Quote, Trade
 from feed_handler.protocols.base import (
@@ -311,7 +310,7 @@ class BinanceProtocol:
             raise underflow(q.A)
         if (has_bid and v.b <= 0) or (has_ask and v.a <= 0):
             raise BadInput("invalid_field", f"{q.s} bookTicker price not above 0: {q.b}/{q.a}", sym)
-        if has_bid and has_ask and (v.b > v.a or (v.b == v.a and Decimal(q.b) >= Decimal(q.a))):
+        if has_bid and has_ask and v.b >= v.a and at_or_above(q.b, q.a, v.b, v.a):
             raise BadInput("crossed_quote", f"{q.s} bid {q.b} >= ask {q.a}", sym)
         # the event time, written out: the usual Retimes cost no call
         ts_event = q.E * MS

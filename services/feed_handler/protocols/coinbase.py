@@ -17,12 +17,11 @@ Prices and sizes are decoded as text (published) and, for the checks and the boo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from feed_handler.book import Book
+from feed_handler.book import Book, at_or_above
 from feed_handler.errors import BadInput, CrossedBook
 from feed_handler.normalised import BookDelta, BookSnapshot, Quote, Trade
 from feed_handler.protocols.base import (
@@ -385,7 +384,7 @@ class CoinbaseProtocol:
         if (
             bid is not None
             and ask is not None
-            and (bid > ask or (bid == ask and Decimal(msg.best_bid or 0) >= Decimal(msg.best_ask or 0)))
+            and at_or_above(msg.best_bid or "0", msg.best_ask or "0", bid, ask)
         ):
             raise BadInput("crossed_quote", f"{p.product} ticker bid {msg.best_bid} >= ask {msg.best_ask}")
         if self.level2:

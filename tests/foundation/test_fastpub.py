@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import nats
 import nats.errors
@@ -15,8 +17,26 @@ from nexus.natsserver import NatsServer
 from nexus.testing import wait_for
 
 
-async def collect(url: str, subject: str) -> tuple[nats.NATS, list[tuple[str, bytes]]]:
-    sub = await nats.connect(url)
+@pytest.fixture
+async def conns() -> AsyncIterator[list[nats.NATS]]:
+    """The test's connections, closed at its end whatever happened (a failed test leaks none)."""
+    opened: list[nats.NATS] = []
+    yield opened
+    for nc in opened:
+        if not nc.is_closed:
+            await nc.close()
+
+
+async def connect(conns: list[nats.NATS], url: str, **options: Any) -> nats.NATS:
+    nc = await nats.connect(url, **options)
+    conns.append(nc)
+    return nc
+
+
+async def collect(
+    conns: list[nats.NATS], url: str, subject: str
+) -> tuple[nats.NATS, list[tuple[str, bytes]]]:
+    sub = await connect(conns, url)
     got: list[tuple[str, bytes]] = []
 
     async def on_msg(msg: nats.aio.msg.Msg) -> None:
@@ -28,10 +48,10 @@ async def collect(url: str, subject: str) -> tuple[nats.NATS, list[tuple[str, by
 
 
 async def test_direct_and_nats_py_publishes_arrive_in_order_with_their_payloads(
-    nats_url: str, uid: str
+    nats_url: str, uid: str, conns: list[nats.NATS]
 ) -> None:
-    sub, got = await collect(nats_url, f"{uid}.>")
-    nc = await nats.connect(nats_url)
+    sub, got = await collect(conns, nats_url, f"{uid}.>")
+    nc = await connect(conns, nats_url)
     publish = DirectPublish(nc)
     sent = []
     for i in range(5000):
@@ -53,10 +73,10 @@ async def test_direct_and_nats_py_publishes_arrive_in_order_with_their_payloads(
 
 
 async def test_a_batch_is_one_append_and_keeps_its_order_among_single_publishes(
-    nats_url: str, uid: str
+    nats_url: str, uid: str, conns: list[nats.NATS]
 ) -> None:
-    sub, got = await collect(nats_url, f"{uid}.>")
-    nc = await nats.connect(nats_url)
+    sub, got = await collect(conns, nats_url, f"{uid}.>")
+    nc = await connect(conns, nats_url)
     publish = DirectPublish(nc)
     sent: list[tuple[str, bytes]] = []
     for round_ in range(50):
@@ -79,8 +99,10 @@ async def test_a_batch_is_one_append_and_keeps_its_order_among_single_publishes(
     await sub.close()
 
 
-async def test_what_cannot_be_appended_gets_nats_py_errors(nats_url: str, uid: str) -> None:
-    nc = await nats.connect(nats_url)
+async def test_what_cannot_be_appended_gets_nats_py_errors(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    nc = await connect(conns, nats_url)
     publish = DirectPublish(nc)
     too_large = publish(f"{uid}.big", b"x" * (nc.max_payload + 1))
     assert too_large is not None
@@ -93,9 +115,11 @@ async def test_what_cannot_be_appended_gets_nats_py_errors(nats_url: str, uid: s
         await closed
 
 
-async def test_a_full_outgoing_buffer_makes_the_caller_wait(nats_url: str, uid: str) -> None:
-    sub, got = await collect(nats_url, f"{uid}.>")
-    nc = await nats.connect(nats_url, pending_size=64 * 1024)
+async def test_a_full_outgoing_buffer_makes_the_caller_wait(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    sub, got = await collect(conns, nats_url, f"{uid}.>")
+    nc = await connect(conns, nats_url, pending_size=64 * 1024)
     publish = DirectPublish(nc)
     waits = 0
     for i in range(2000):
@@ -111,11 +135,22 @@ async def test_a_full_outgoing_buffer_makes_the_caller_wait(nats_url: str, uid: 
 
 
 async def test_a_stream_across_a_server_restart_is_delivered_as_nats_py_delivers_it(
-    fresh_nats: NatsServer, uid: str
+    fresh_nats: NatsServer, uid: str, conns: list[nats.NATS]
 ) -> None:
     """While reconnecting, publishes go through nats-py (which buffers them); once reconnected the
     direct path appends again. Every message published after the reconnect arrives, in order."""
-    nc = await nats.connect(fresh_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    reconnected = asyncio.Event()
+
+    async def on_reconnected() -> None:  # nats-py calls it once the reconnection is complete
+        reconnected.set()
+
+    nc = await connect(
+        conns,
+        fresh_nats.url,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.1,
+        reconnected_cb=on_reconnected,
+    )
     publish = DirectPublish(nc)
     for i in range(100):
         assert publish(f"{uid}.before", str(i).encode()) is None
@@ -128,12 +163,13 @@ async def test_a_stream_across_a_server_restart_is_delivered_as_nats_py_delivers
             handed_over += 1
             with contextlib.suppress(nats.errors.Error):
                 await pending
-        if nc.is_connected and nc.stats["reconnects"] >= 1:
+        if reconnected.is_set():
             break
         await asyncio.sleep(0.01)
+    assert reconnected.is_set()
     assert nc.stats["reconnects"] >= 1
     assert handed_over > 0  # the outage was seen, and those publishes went to nats-py
-    sub, got = await collect(fresh_nats.url, f"{uid}.after")
+    sub, got = await collect(conns, fresh_nats.url, f"{uid}.after")
     for i in range(300):
         assert publish(f"{uid}.after", str(i).encode()) is None
     await wait_for(lambda: len(got) == 300, timeout=10)

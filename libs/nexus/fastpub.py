@@ -67,6 +67,27 @@ class DirectPublish:
         stats["out_bytes"] += size
         return self._appended(nc)
 
+    def now(self, subject: str, payload: bytes) -> bool:
+        """Append one message only if nothing would have to be awaited (connected, the payload and the
+        buffer within their limits, a flusher to wake): True when done, False when nothing was done."""
+        nc = self.nc
+        size = len(payload)
+        if nc._status != Client.CONNECTED or size > nc._max_payload:
+            return False
+        queue, flusher = nc._flush_queue, nc._flusher_task
+        if queue is None or flusher is None or flusher.done():
+            return False
+        cmd = b"%b%d\r\n%b\r\n" % (self._heads.get(subject) or self._head(subject), size, payload)
+        if 0 < nc._max_pending_size < nc._pending_data_size + len(cmd):
+            return False  # the buffer would be over its limit: nats-py's publish would wait
+        nc._pending.append(cmd)
+        nc._pending_data_size += len(cmd)
+        stats = nc.stats
+        stats["out_msgs"] += 1
+        stats["out_bytes"] += size
+        self._wake(queue)
+        return True
+
     @property
     def max_payload(self) -> int:
         """The largest payload the server takes (from its INFO; nats-py's default before connecting)."""
@@ -91,9 +112,14 @@ class DirectPublish:
             flusher = nc._flusher_task
             if flusher is None or flusher.done():
                 return nc._flush_pending()  # no flusher to wake: nats-py writes the buffer itself
+            self._wake(queue)
+        return None
+
+    def _wake(self, queue: asyncio.Queue[asyncio.Future[None]]) -> None:
+        """Wake nats-py's flusher if it is idle (it only sets unfinished futures: give it a finished one)."""
+        if queue.empty():
             done = self._done
             if done is None:
                 done = self._done = asyncio.get_running_loop().create_future()
                 done.set_result(None)
             queue.put_nowait(done)
-        return None

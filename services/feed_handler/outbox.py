@@ -11,10 +11,14 @@
                           (`dropped_total`); book data is never dropped (a lost delta would corrupt every
                           consumer's book), and conflation bounds it to one pending update per subject.
 
-The publisher sets `ts_pub` (in place: a queued message belongs to the outbox), encodes and publishes,
-trades and quotes in two tasks: a trade waits for at most one batch of quotes for the CPU, and never for
-a quote publish that the NATS server is pushing back on. Trades go out on a dedicated NATS connection
-(Service.dedicated_p0), so they never queue behind quote bytes in a socket buffer either
+A message that finds its queue empty (and, for p1, no batch of the publisher in flight) is published at
+once, inside `put`, when its connection takes it without a wait (`Publish.now`: connected, and its buffer
+below nats-py's limit). The queues fill only when the publisher is behind: the server or the socket is
+pushing back, or a batch is being published. The publisher sets `ts_pub` (in place: a queued message
+belongs to the outbox), encodes and publishes the queues, trades and quotes in two tasks: a trade waits
+for at most one batch of quotes for the CPU, and never for a quote publish that the NATS server is
+pushing back on. Trades go out on a dedicated NATS connection (Service.dedicated_p0), so they never queue
+behind quote bytes in a socket buffer either
 (bench/bench_feed_flood.py measures both).
 """
 
@@ -42,6 +46,9 @@ class Publish(Protocol):
     def __call__(self, subject: str, payload: bytes) -> Awaitable[None] | None: ...
 
     def many(self, items: list[tuple[str, bytes]]) -> Awaitable[None] | None: ...
+
+    def now(self, subject: str, payload: bytes) -> bool:
+        """Publish at once if nothing would have to be awaited; False (nothing done) otherwise."""
 
     @property
     def max_payload(self) -> int:
@@ -108,6 +115,9 @@ class Outbox:
         self.room.set()
         self.conflated_total = 0
         self.dropped_total = 0
+        self.direct: Publisher | None = None
+        """The publisher, once it drains this outbox: a message that finds its queue empty and the
+        publisher idle is handed to it at once instead of being queued."""
 
     def __len__(self) -> int:
         return len(self.p0) + len(self.p1) + len(self.p2)
@@ -123,6 +133,8 @@ class Outbox:
         return len(self.p0) >= self.p0_limit or len(self.p1) >= self.conflate_at // 2
 
     def put_trade(self, subject: str, msg: Trade, counters: FeedCounters) -> None:
+        if not self.p0 and self.direct is not None and self.direct.now_p0(subject, msg, counters):
+            return
         self.p0.append((subject, msg, counters))
         if not self.wakeup_p0.is_set():
             self.wakeup_p0.set()
@@ -135,6 +147,8 @@ class Outbox:
     def put(self, subject: str, msg: Quote | BookSnapshot | BookDelta, counters: FeedCounters) -> None:
         """Queue a p1 update; conflated per subject when the queue is long (see module doc)."""
         pending = self.p1
+        if not pending and self.direct is not None and self.direct.now_p1(subject, msg, counters):
+            return
         if len(pending) >= self.conflate_at:
             key = self._tail.get(subject)
             if key is not None:
@@ -206,10 +220,34 @@ class Publisher:
         self._p0 = p0
         self._p1 = p1
         self._p2 = p2 or p0
+        self._p1_in_flight = False
+        """A batch was taken from p1 and is not yet out: later updates must queue behind it."""
+        outbox.direct = self
         self.published_total = 0
         self.errors_total = 0
         self.log = get_logger("feed_handler.publisher")
         self._error_logged = 0.0
+
+    def now_p0(self, subject: str, trade: Trade, counters: FeedCounters) -> bool:
+        """Publish a trade at once if its connection takes it without a wait (p0 is empty)."""
+        trade.ts_pub = time.time_ns()
+        if not self._p0.now(subject, _encode(trade)):
+            return False
+        counters.published_total += 1
+        self.published_total += 1
+        return True
+
+    def now_p1(self, subject: str, msg: MarketDataMsg, counters: FeedCounters) -> bool:
+        """Publish a quote or book update at once if p1 is empty, no batch is in flight and its
+        connection takes it without a wait: the message then skips the queue and the task."""
+        if self._p1_in_flight:
+            return False
+        msg.ts_pub = time.time_ns()
+        if not self._p1.now(subject, _encode(msg)):
+            return False
+        counters.published_total += 1
+        self.published_total += 1
+        return True
 
     async def run(self) -> None:
         await asyncio.gather(self._urgent(), self._normal())
@@ -272,6 +310,7 @@ class Publisher:
         clock = time.time_ns
         taken: list[tuple[int, list[Any]]] = []
         batch: list[tuple[str, bytes]] = []
+        self._p1_in_flight = True
         while p1 and len(batch) < P1_BATCH:
             item = pop(last=False)
             taken.append(item)
@@ -290,8 +329,10 @@ class Publisher:
             for _, entry in taken:
                 entry[2].published_total -= 1
             box.requeue(again)
+            self._p1_in_flight = False
             await self._failed(exc)
             return
+        self._p1_in_flight = False
         self.published_total += len(batch)
         box.update_room()
 

@@ -3,6 +3,7 @@ the publisher is behind; a merged book update equals the updates applied one by 
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable
 
@@ -137,13 +138,20 @@ class Sink:
 
     max_payload = 400
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: bool = False) -> None:
         self.got: list[tuple[str, bytes]] = []
         self.fail = 0
+        self.at_once = at_once
+        """Whether `now` takes a message (a connection that needs no wait) or declines it."""
 
     def __call__(self, subject: str, payload: bytes) -> Awaitable[None] | None:
         self.got.append((subject, payload))
         return None
+
+    def now(self, subject: str, payload: bytes) -> bool:
+        if self.at_once:
+            self.got.append((subject, payload))
+        return self.at_once
 
     def many(self, items: list[tuple[str, bytes]]) -> Awaitable[None] | None:
         if self.fail:
@@ -151,6 +159,7 @@ class Sink:
             self.got += items[:3]  # part of it went out before the connection broke
 
             async def broken() -> None:
+                await asyncio.sleep(0.01)  # the connection takes a moment to fail: others run meanwhile
                 raise ConnectionError("connection lost")
 
             return broken()
@@ -206,3 +215,28 @@ def test_merging_matches_levels_as_a_consumer_reading_decimals_does() -> None:
     both = merge_book(delta, later)
     assert isinstance(both, BookDelta)
     assert both.bids == (("100.5", "0"), ("99.0", "0"), ("98", "1E-400"))  # best first, zeros kept
+
+
+async def test_an_update_that_finds_the_queue_empty_goes_out_at_once_but_never_ahead_of_a_batch() -> None:
+    box, c, sink = Outbox(conflate_at=1000, p1_limit=2000), FeedCounters(), Sink(at_once=True)
+    publisher = Publisher(box, sink, sink)
+    box.put(subjects.quote("v", "A"), quote("A", 100, seq=1), c)
+    box.put_trade(subjects.trade("v", "A"), trade("A", 1), c)
+    assert len(box) == 0  # nothing queued: both went out at once
+    assert c.published_total == publisher.published_total == 2
+    sink.at_once = False  # the connection cannot take more without a wait: queue
+    for i in range(2, 6):
+        box.put(subjects.quote("v", "A"), quote("A", 100, seq=i), c)
+    sink.at_once = True
+    sink.fail = 1  # the batch in flight fails; what comes meanwhile must queue behind it
+    batch = asyncio.ensure_future(publisher.publish_batch())
+    await asyncio.sleep(0.001)  # the batch is out of the queue, its publish not done
+    assert not box.p1
+    box.put(subjects.quote("v", "A"), quote("A", 100, seq=6), c)
+    await batch
+    assert len(box.p1) == 5  # the four put back at the front, then the one that came meanwhile
+    while box.p1:
+        await publisher.publish_batch()
+    seqs = [int(msgspec.json.decode(data)["seq"]) for subject, data in sink.got if "quote" in subject]
+    assert seqs == [1, 2, 3, 4, 2, 3, 4, 5, 6]  # 2-4 went out before the failure, and again after it
+    assert c.published_total == 7

@@ -4,6 +4,8 @@ priority rules under backpressure (trades never dropped or conflated, every p1 u
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import defaultdict
 from decimal import Decimal
@@ -16,6 +18,7 @@ from nexus import messages as m
 from nexus import subjects
 from nexus.bus import Bus
 from nexus.instruments import load_instruments
+from nexus.natsserver import NatsServer
 from nexus.testing import ServiceProcess, wait_for
 from tests.feed_handler.helpers import BINANCE_REC, LOBSTER_MSG, Collector, feed_handler, service
 
@@ -156,12 +159,14 @@ loop = {loop}
 
 
 async def test_under_backpressure_trades_are_never_lost_and_every_p1_update_is_accounted_for(
-    tmp_path: Path, nats_url: str, uid: str, bus: Bus
+    tmp_path: Path, uid: str, fresh_nats: NatsServer, client_bus: Bus
 ) -> None:
+    """Real backpressure: the test's own server is stopped (SIGSTOP), so it reads nothing. The
+    connections' buffers fill, then the outbox's queue of quotes, which conflates."""
     trades, quotes = Collector(), Collector()
-    await bus.subscribe(subjects.trade(uid, "*"), m.Trade, trades)
-    await bus.subscribe(subjects.quote(uid, "*"), m.Quote, quotes)
-    await bus.flush()
+    await client_bus.subscribe(subjects.trade(uid, "*"), m.Trade, trades)
+    await client_bus.subscribe(subjects.quote(uid, "*"), m.Quote, quotes)
+    await client_bus.flush()
     toml = f"""
 [[feed]]
 name = "{uid}"
@@ -172,10 +177,17 @@ trade_ratio = 0.3
 book_levels = 0
 seed = 3
 """
-    # a tiny conflation threshold: every burst of the source is "behind the publisher"
-    async with feed_handler(nats_url, uid, tmp_path, toml, conflate_at=8, p1_queue_limit=64) as runner:
+    # a small conflation threshold: a burst of the source while the publisher is stuck conflates
+    async with feed_handler(fresh_nats.url, uid, tmp_path, toml, conflate_at=8, p1_queue_limit=64) as runner:
         svc = service(runner)
         feed = svc.manager.feeds[uid]
+        await wait_for(lambda: feed.counters.trades_total > 1000, timeout=20)
+        assert fresh_nats.pid is not None
+        os.kill(fresh_nats.pid, signal.SIGSTOP)
+        try:
+            await wait_for(lambda: feed.counters.conflated_total > 0, timeout=20)
+        finally:
+            os.kill(fresh_nats.pid, signal.SIGCONT)
         await wait_for(lambda: feed.counters.trades_total > 3000, timeout=20)
         await svc.manager.stop(uid)
         await wait_for(lambda: len(svc.outbox) == 0, timeout=10)

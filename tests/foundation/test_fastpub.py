@@ -176,3 +176,20 @@ async def test_a_stream_across_a_server_restart_is_delivered_as_nats_py_delivers
     assert [int(data) for _, data in got] == list(range(300))
     await nc.close()
     await sub.close()
+
+
+async def test_now_appends_only_when_nothing_would_have_to_wait(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    _, got = await collect(conns, nats_url, f"{uid}.>")
+    nc = await connect(conns, nats_url, pending_size=4096)
+    publish = DirectPublish(nc)
+    assert publish.now(f"{uid}.a", b"1")
+    assert publish.now(f"{uid}.a", b"2")
+    assert not publish.now(f"{uid}.a", b"x" * 5000)  # would overflow the 4 KiB buffer: not taken
+    assert not publish.now(f"{uid}.a", b"x" * (nc.max_payload + 1))
+    await nc.publish(f"{uid}.a", b"3")  # the library's own publish keeps the order
+    await wait_for(lambda: len(got) == 3, timeout=5)
+    assert [data for _, data in got] == [b"1", b"2", b"3"]
+    await nc.close()
+    assert not publish.now(f"{uid}.a", b"4")  # closed: nothing done

@@ -311,28 +311,30 @@ class Publisher:
         taken: list[tuple[int, list[Any]]] = []
         batch: list[tuple[str, bytes]] = []
         self._p1_in_flight = True
-        while p1 and len(batch) < P1_BATCH:
-            item = pop(last=False)
-            taken.append(item)
-            subject, msg, counters = item[1]
-            msg.ts_pub = clock()
-            batch.append((subject, encode(msg)))
-            counters.published_total += 1
         try:
-            pending = self._p1.many(batch)
-            if pending is not None:
-                await pending
-        except Exception as exc:
-            limit = self._p1.max_payload
-            again = [item for item, (_, data) in zip(taken, batch, strict=True) if len(data) <= limit]
-            self.errors_total += len(taken) - len(again)  # too large ever to be published: dropped
-            for _, entry in taken:
-                entry[2].published_total -= 1
-            box.requeue(again)
+            while p1 and len(batch) < P1_BATCH:
+                item = pop(last=False)
+                taken.append(item)
+                subject, msg, counters = item[1]
+                msg.ts_pub = clock()
+                batch.append((subject, encode(msg)))
+                counters.published_total += 1
+            try:
+                pending = self._p1.many(batch)
+                if pending is not None:
+                    await pending
+            except Exception as exc:
+                limit = self._p1.max_payload
+                again = [item for item, (_, data) in zip(taken, batch, strict=True) if len(data) <= limit]
+                self.errors_total += len(taken) - len(again)  # too large ever to be published: dropped
+                for _, entry in taken:
+                    entry[2].published_total -= 1
+                box.requeue(again)
+                self._p1_in_flight = False
+                await self._failed(exc)
+                return
+        finally:  # also when cancelled: later updates may go out at once again
             self._p1_in_flight = False
-            await self._failed(exc)
-            return
-        self._p1_in_flight = False
         self.published_total += len(batch)
         box.update_room()
 

@@ -8,6 +8,7 @@ import random
 from collections.abc import Awaitable
 
 import msgspec
+import pytest
 
 from feed_handler.book import Book, Level
 from feed_handler.counters import FeedCounters
@@ -240,3 +241,19 @@ async def test_an_update_that_finds_the_queue_empty_goes_out_at_once_but_never_a
     seqs = [int(msgspec.json.decode(data)["seq"]) for subject, data in sink.got if "quote" in subject]
     assert seqs == [1, 2, 3, 4, 2, 3, 4, 5, 6]  # 2-4 went out before the failure, and again after it
     assert c.published_total == 7
+
+
+async def test_a_cancelled_batch_does_not_keep_later_updates_from_going_out_at_once() -> None:
+    box, c, sink = Outbox(conflate_at=1000, p1_limit=2000), FeedCounters(), Sink()
+    publisher = Publisher(box, sink, sink)
+    box.put(subjects.quote("v", "A"), quote("A", 100, seq=1), c)  # declined by `now`: queued
+    sink.fail = 1  # the batch's publish takes a while (then would fail)
+    batch = asyncio.ensure_future(publisher.publish_batch())
+    await asyncio.sleep(0.001)
+    batch.cancel()  # the service stops its publisher mid-publish
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    sink.at_once = True
+    box.put(subjects.quote("v", "A"), quote("A", 100, seq=2), c)
+    assert not box.p1  # no batch is in flight any more: it went out at once
+    assert msgspec.json.decode(sink.got[-1][1])["seq"] == 2

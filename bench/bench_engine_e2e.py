@@ -37,12 +37,13 @@ from nats.aio.msg import Msg
 
 import durable_relay
 from common import Latency, Runs, header, nats_server, parser, raw_request_reply, run
+from lean_nats import LeanConnection
 from nexus import messages as m
 from nexus import streams, subjects
 from nexus.bus import MSG_ID
 from nexus.messages import ExecType, NewOrder, Side, TimeInForce
 from nexus.procs import die_with_parent
-from nexus.testing import ServiceProcess
+from nexus.testing import ServiceProcess, wait_for
 
 SYMBOL = "AAPL"
 PRICE = Decimal("228.50")
@@ -59,44 +60,68 @@ class Answer(msgspec.Struct):
 
 
 class Client:
-    """A bare NATS client that sends orders into JetStream and times their reports."""
+    """A client that sends orders into JetStream (Nats-Msg-Id, a PubAck for each) and times their
+    reports, over nats-py (`lean=False`) or over a bare protocol connection (`lean`, bench/lean_nats.py),
+    which does the same on the wire with less of the CPU the engine and the server share with it."""
 
-    def __init__(self, nc: nats.NATS, tag: str, relay: bool = False) -> None:
+    def __init__(self, url: str, tag: str, relay: bool = False, lean: bool = True) -> None:
         """`relay`: send to the durable relay (bench/durable_relay.py) instead of the engine."""
-        self.nc = nc
+        self.url = url
         self.tag = tag
         self.relay = relay
+        self.lean = lean
         self.sent = 0
         self.acked = 0
         self.ack_errors = 0
         self.answered = 0
         self.accepted: list[int] = []
         self.filled: list[int] = []
-        self.inbox = nc.new_inbox()
+        self.inbox = f"_INBOX.{tag}{os.getpid()}"
         self.decoder = msgspec.json.Decoder(Answer)
         self.progress = asyncio.Event()
         """Set on every answer (the saturated run waits on it instead of polling)."""
+        self.nc: nats.aio.client.Client | None = None
+        self.conn: LeanConnection | None = None
 
     async def start(self) -> None:
-        await self.nc.subscribe(
-            self.inbox + ".*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
-        )
-        await self.nc.subscribe(
-            durable_relay.REPORTS if self.relay else subjects.exec_report("*", SYMBOL),
-            cb=self._on_report,
-            pending_msgs_limit=-1,
-            pending_bytes_limit=-1,
-        )
+        reports = durable_relay.REPORTS if self.relay else subjects.exec_report("*", SYMBOL)
+        if self.lean:
+            self.conn = await LeanConnection.open(self.url, self._on_lean)
+            self.conn.subscribe(self.inbox + ".*", 1)
+            self.conn.subscribe(reports, 2)
+            await self.conn.flush()
+            return
+        self.nc = await nats.connect(self.url, pending_size=64 * 1024 * 1024)
+        for subject, cb in ((self.inbox + ".*", self._on_ack), (reports, self._on_report)):
+            await self.nc.subscribe(subject, cb=cb, pending_msgs_limit=-1, pending_bytes_limit=-1)
         await self.nc.flush()
 
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        if self.nc is not None:
+            await self.nc.close()
+
+    def _on_lean(self, sid: int, data: bytes) -> None:
+        if sid == 1:
+            self.ack(data)
+        else:
+            self.report(data)
+
     async def _on_ack(self, msg: Msg) -> None:
-        if b'"error"' in msg.data or not msg.data:
+        self.ack(msg.data)
+
+    async def _on_report(self, msg: Msg) -> None:
+        self.report(msg.data)
+
+    def ack(self, data: bytes) -> None:
+        if b'"error"' in data or not data:
             self.ack_errors += 1
         self.acked += 1
 
-    async def _on_report(self, msg: Msg) -> None:
+    def report(self, data: bytes) -> None:
         now = time.time_ns()
-        r = self.decoder.decode(msg.data)
+        r = self.decoder.decode(data)
         if not r.client_order_id.startswith(self.tag):
             return
         if r.exec_type is ExecType.ACCEPTED or r.exec_type is ExecType.REJECTED:
@@ -128,19 +153,19 @@ class Client:
             tif=TimeInForce.IOC if taker else TimeInForce.GTC,
             ts=time.time_ns(),
         )
-        await self.nc.publish(
-            durable_relay.command_subject(cmd.account) if self.relay else subjects.subject_for(cmd),
-            m.encode(cmd),
-            reply=f"{self.inbox}.{i}",
-            headers={MSG_ID: streams.command_id(cmd.account, cmd.client_order_id)},
-        )
+        subject = durable_relay.command_subject(cmd.account) if self.relay else subjects.subject_for(cmd)
+        msg_id = streams.command_id(cmd.account, cmd.client_order_id)
+        if self.conn is not None:
+            self.conn.hpub(subject, f"{MSG_ID}: {msg_id}".encode(), m.encode(cmd), reply=f"{self.inbox}.{i}")
+            return
+        assert self.nc is not None
+        await self.nc.publish(subject, m.encode(cmd), reply=f"{self.inbox}.{i}", headers={MSG_ID: msg_id})
 
 
 async def fixed_rate(
-    url: str, rate: float, seconds: float, tag: str, relay: bool = False
+    url: str, rate: float, seconds: float, tag: str, relay: bool = False, lean: bool = True
 ) -> tuple[Latency, Latency | None, float]:
-    nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-    client = Client(nc, tag, relay)
+    client = Client(url, tag, relay, lean)
     await client.start()
     n = int(rate * seconds)
     t0 = time.perf_counter()
@@ -151,7 +176,8 @@ async def fixed_rate(
         await client.send()
     await client.wait_answered(n, 30)
     elapsed = time.perf_counter() - t0
-    await nc.close()
+    await check_acks(client, n)
+    await client.close()
     if client.answered < n:
         raise RuntimeError(f"only {client.answered} of {n} answered")
     # drop the first second: connection set-up and the engine's first batches
@@ -161,9 +187,8 @@ async def fixed_rate(
     return accepted, filled, n / elapsed
 
 
-async def saturated(url: str, n: int, window: int, tag: str, relay: bool = False) -> float:
-    nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-    client = Client(nc, tag, relay)
+async def saturated(url: str, n: int, window: int, tag: str, relay: bool = False, lean: bool = True) -> float:
+    client = Client(url, tag, relay, lean)
     await client.start()
     t0 = time.perf_counter()
     while client.sent < n:
@@ -176,10 +201,20 @@ async def saturated(url: str, n: int, window: int, tag: str, relay: bool = False
             await asyncio.sleep(0)  # let acks and reports in
     await client.wait_answered(n, 60)
     elapsed = time.perf_counter() - t0
-    await nc.close()
+    await check_acks(client, n)
+    await client.close()
     if client.answered < n:
         raise RuntimeError(f"only {client.answered} of {n} answered")
     return n / elapsed
+
+
+async def check_acks(client: Client, n: int) -> None:
+    """Every order was stored: one PubAck each, none an error (the acks are on their way before the
+    answers: the engine reads an order only once it is stored)."""
+    with contextlib.suppress(TimeoutError):
+        await wait_for(lambda: client.acked >= n, timeout=5)
+    if client.acked < n or client.ack_errors:
+        raise RuntimeError(f"{client.acked} PubAcks of {n}, {client.ack_errors} errors")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -218,10 +253,20 @@ def relay_process(url: str) -> Iterator[int]:
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--rate", type=float, default=5_000.0, help="orders/s of the fixed-rate latency run")
+    p.add_argument(
+        "--client",
+        choices=("lean", "nats-py"),
+        default="lean",
+        help="the load generator's connection: bench/lean_nats.py (default) or nats-py",
+    )
     args = p.parse_args()
+    lean = args.client == "lean"
     seconds = 3.0 if args.quick else 10.0
     n_sat = 20_000 if args.quick else 100_000
-    header(f"order engine end to end over NATS, durable (fixed rate {args.rate:,.0f}/s; saturated {n_sat:,})")
+    header(
+        f"order engine end to end over NATS, durable (fixed rate {args.rate:,.0f}/s; saturated {n_sat:,};"
+        f" client: {args.client})"
+    )
     payload = m.encode(
         NewOrder(account="mk", client_order_id="x", symbol=SYMBOL, side=Side.SELL, qty=ONE, price=PRICE)
     )
@@ -245,20 +290,20 @@ def main() -> None:
             for r in range(args.runs):  # interleaved, so all see the same machine noise
                 base_lat = run(raw_request_reply(url, 5_000, payload))
                 base.add(base_lat.p50_us)
-                accepted, filled, _ = run(fixed_rate(url, args.rate, seconds, f"L{r}-"))
+                accepted, filled, _ = run(fixed_rate(url, args.rate, seconds, f"L{r}-", lean=lean))
                 acc_p50.add(accepted.p50_us)
                 acc_p99.add(accepted.p99_us)
                 fill_p50.add(filled.p50_us)
                 fill_p99.add(filled.p99_us)
                 e0, c0 = _cpu_seconds(engine.pid), _own_cpu_seconds()
-                sat.add(run(saturated(url, n_sat, 4_000, f"S{r}-")))
+                sat.add(run(saturated(url, n_sat, 4_000, f"S{r}-", lean=lean)))
                 cpu_engine.add((_cpu_seconds(engine.pid) - e0) / n_sat * 1e6)
                 cpu_client.add((_own_cpu_seconds() - c0) / n_sat * 1e6)
-                relayed, _, _ = run(fixed_rate(url, args.rate, seconds, f"R{r}-", relay=True))
+                relayed, _, _ = run(fixed_rate(url, args.rate, seconds, f"R{r}-", relay=True, lean=lean))
                 relay_p50.add(relayed.p50_us)
                 relay_p99.add(relayed.p99_us)
                 r0 = _cpu_seconds(relay_pid)
-                relay_sat.add(run(saturated(url, n_sat, 4_000, f"Q{r}-", relay=True)))
+                relay_sat.add(run(saturated(url, n_sat, 4_000, f"Q{r}-", relay=True, lean=lean)))
                 cpu_relay.add((_cpu_seconds(relay_pid) - r0) / n_sat * 1e6)
                 print(f"run {r + 1}: raw req/rep {base_lat}")
                 print(f"       accepted    {accepted}\n       filled      {filled}")

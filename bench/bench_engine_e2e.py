@@ -1,11 +1,13 @@
 """End to end over NATS with durability on: an order engine process, a client process (this one).
 
-    python bench/bench_engine_e2e.py [--runs 3] [--quick] [--rate 5000]
+    python bench/bench_engine_e2e.py [--runs 3] [--quick] [--rate 5000] [--client lean|nats-py]
 
 Orders go into JetStream (ORD_IN, file storage, Nats-Msg-Id per order, PubAck per order); the engine
 consumes them in order, stores every execution report and trade in its output streams (each one acked by
 the server before the input is acked) and the streams republish them to ord.exec / md.p0. Workload:
-pairs of a resting sell and a buy IOC that fills it (AAPL, 1 lot), so every other order trades.
+pairs of a resting sell and a buy IOC that fills it (AAPL, 1 lot), so every other order trades. The
+client speaks the NATS protocol itself (bench/lean_nats.py), so that it takes less of the two cores the
+engine and the server need; `--client nats-py` runs the same orders through nats-py.
 
 - latency at a fixed rate: submit -> accepted and submit -> fill (the taker's filled report), measured as
   the report's arrival time minus the command's `ts` (the engine copies it into `ts_cmd`), p50/p99;

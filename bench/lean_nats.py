@@ -1,8 +1,8 @@
 """A minimal NATS client connection for load generators: publish (with headers), subscribe, no more.
 
     conn = await LeanConnection.open("nats://127.0.0.1:4222", on_msg)   # on_msg(sid, payload): plain call
-    conn.subscribe("ord.exec.*.AAPL", 1)
-    conn.hpub("ord.new.mk.AAPL", b"Nats-Msg-Id: mk:o1", payload, reply="_INBOX.x.1")
+    conn.subscribe(subjects.exec_report("*", "AAPL"), 1)
+    conn.hpub(subject, b"Nats-Msg-Id: mk:o1", payload, reply="_INBOX.x.1")
     await conn.flush()                                                  # PING, wait for its PONG
     conn.close()
 

@@ -18,8 +18,7 @@ pushing back, or a batch is being published. The publisher sets `ts_pub` (in pla
 belongs to the outbox), encodes and publishes the queues, trades and quotes in two tasks: a trade waits
 for at most one batch of quotes for the CPU, and never for a quote publish that the NATS server is
 pushing back on. Trades go out on a dedicated NATS connection (Service.dedicated_p0), so they never queue
-behind quote bytes in a socket buffer either
-(bench/bench_feed_flood.py measures both).
+behind quote bytes in a socket buffer either (bench/bench_feed_flood.py measures both).
 """
 
 from __future__ import annotations
@@ -330,7 +329,6 @@ class Publisher:
                 for _, entry in taken:
                     entry[2].published_total -= 1
                 box.requeue(again)
-                self._p1_in_flight = False
                 await self._failed(exc)
                 return
         finally:  # also when cancelled: later updates may go out at once again

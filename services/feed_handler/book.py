@@ -24,6 +24,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from itertools import islice
+from operator import gt, itemgetter, lt, neg
 
 from feed_handler.errors import BadInput, CrossedBook
 
@@ -80,16 +82,19 @@ class _Side:
         """Replace every level at once: the same side as applying `levels` in order to an empty one (the
         last size of a price wins, 0 removes), built with one sort instead of an insertion per level."""
         sign = self.sign
-        keys = [sign * price for price, _ in vals]
-        unique = sorted(set(keys))
-        if 0.0 not in [amount for _, amount in vals] and (keys == unique or keys[::-1] == unique):
+        keys = list(map(_price, vals)) if sign > 0 else list(map(neg, map(_price, vals)))
+        if 0.0 not in map(_size, vals):
             # a venue's snapshot: distinct prices in order (best first or last), no empty level
-            self.keys = unique
-            self.levels = list(levels) if keys == unique else list(reversed(levels))
-            return
+            if all(map(lt, keys, islice(keys, 1, None))):
+                self.keys, self.levels = keys, list(levels)
+                return
+            if all(map(gt, keys, islice(keys, 1, None))):
+                keys.reverse()
+                self.keys, self.levels = keys, list(reversed(levels))
+                return
         ordered: list[float] = []
         kept: list[Level] = []
-        for key, (_, amount), level in sorted(zip(keys, vals, levels, strict=True), key=_first):  # stable
+        for key, (_, amount), level in sorted(zip(keys, vals, levels, strict=True), key=_price):  # stable
             if not amount and not is_zero(level[1]):
                 raise underflow(level[1])
             if ordered and ordered[-1] == key:
@@ -105,8 +110,8 @@ class _Side:
         self.keys, self.levels = ordered, kept
 
 
-def _first(row: tuple[float, tuple[float, float], Level]) -> float:
-    return row[0]
+_price, _size = itemgetter(0), itemgetter(1)
+"""The first and second item of a row: a level's price and size (also a sort key's first field)."""
 
 
 class Book:

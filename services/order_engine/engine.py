@@ -52,8 +52,9 @@ from order_engine.book import (
 )
 
 Output = ExecReport | Trade
-_replace = msgspec.structs.replace
 Command = NewOrder | CancelOrder | ReplaceOrder | CancelAll
+_copy_with = msgspec.structs.replace
+"""A copy of a Struct with some fields set (unrelated to MatchingEngine._replace, the command)."""
 
 _CACHE_MAX = 100_000
 _AVG_QUANTUM = Decimal("0.000001")
@@ -510,7 +511,7 @@ class MatchingEngine:
             ts_event=ts,
         )
         if not everywhere or self.primary:
-            ack = msgspec.structs.replace(ack, seq=self._next_seq(symbol))
+            ack = _copy_with(ack, seq=self._next_seq(symbol))
             out.append(ack)
         self._remember(key, ack)
         for st in scope:
@@ -653,7 +654,7 @@ class MatchingEngine:
         # Struct and sets a few fields about 3x faster than a Struct is built from keywords.
         base: ExecReport | None = order.first
         if base is None:
-            base = _replace(
+            base = _copy_with(
                 st.blank,
                 account=order.account,
                 client_order_id=order.coid,
@@ -664,7 +665,7 @@ class MatchingEngine:
             )
         price = None if order.market else st.price(order.price)
         if last_qty is not None:  # a fill
-            return _replace(
+            return _copy_with(
                 base,
                 exec_type=exec_type,
                 price=price,
@@ -679,7 +680,7 @@ class MatchingEngine:
                 seq=st.seq,
                 ts_event=ts,
             )
-        return _replace(
+        return _copy_with(
             base,
             exec_type=exec_type,
             client_order_id=client_order_id or order.coid,

@@ -12,9 +12,19 @@ a new future: four coroutine frames and an allocation per message, ~2 µs of a f
             await pending              # nats-py's own publish (or flush) handles it and waits
 
 Subjects must be valid (nexus.subjects builds them from checked tokens); the PUB line of each subject is
-built once. It uses nats-py's outgoing buffer, its flusher queue and its status (pinned nats-py version,
+built once.
+
+It uses nats-py's outgoing buffer, its flusher queue and its status (pinned nats-py version,
 pyproject.toml); tests/foundation/test_fastpub.py checks the behaviour against a real server, including
-a server restart in the middle of a stream.
+a server restart in the middle of a stream and a stalled server.
+
+`coalesce` (bytes; 0: off) makes a busy publisher write fewer, larger chunks; each write to the socket
+wakes the server, which then competes for the CPU. The first append schedules a check for the loop's
+next turn instead of waking the flusher. While the buffer keeps growing from one turn to the next and
+is under `coalesce` bytes, the check waits one more turn (at most `COALESCE_TURNS`); then it writes the
+buffer itself. A publisher that is not busy adds nothing between two turns, so its messages go out on
+the turn the flusher would have written them. When the socket has a backlog, the check wakes the
+flusher instead, which waits for the socket, so nats-py's limit on its buffer still holds.
 """
 
 from __future__ import annotations
@@ -26,19 +36,26 @@ from nats.aio.client import Client
 
 SUBJECTS_MAX = 65_536
 """PUB lines kept (a publisher of ever new subjects starts again from empty)."""
+COALESCE_TURNS = 4
+"""The most turns of the loop a coalescing publisher waits before it wakes the flusher."""
 
 
 class DirectPublish:
     """`publish(subject, payload)`, or `publish.many([(subject, payload), ...])` in one append, onto `nc`;
     each returns None when done, or an awaitable to await."""
 
-    __slots__ = ("_done", "_heads", "nc")
+    __slots__ = ("_done", "_heads", "_seen", "_turns", "coalesce", "nc")
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, coalesce: int = 0) -> None:
         self.nc = nc
+        self.coalesce = coalesce
+        """Bytes a busy publisher gathers before the flusher is woken (0: woken at once)."""
         self._heads: dict[str, bytes] = {}
         self._done: asyncio.Future[None] | None = None
         """One finished future, put on the flusher's queue to wake it (it only sets unfinished ones)."""
+        self._seen = -1
+        """The buffer's size at the last check of a coalescing wake (-1: none is scheduled)."""
+        self._turns = 0
 
     def __call__(self, subject: str, payload: bytes) -> Awaitable[None] | None:
         return self.many([(subject, payload)])
@@ -116,7 +133,45 @@ class DirectPublish:
         return None
 
     def _wake(self, queue: asyncio.Queue[asyncio.Future[None]]) -> None:
-        """Wake nats-py's flusher if it is idle (it only sets unfinished futures: give it a finished one)."""
+        """Wake nats-py's flusher if it is idle (it only sets unfinished futures: give it a finished one),
+        at once or, when coalescing, once the buffer stops growing or is large enough."""
+        if self.coalesce:
+            if self._seen < 0 and queue.empty():
+                self._seen = self.nc._pending_data_size
+                self._turns = 0
+                asyncio.get_running_loop().call_soon(self._check)
+            return
+        self._wake_now(queue)
+
+    def _check(self) -> None:
+        nc = self.nc
+        size = nc._pending_data_size
+        self._turns += 1
+        if self._seen < size < self.coalesce and self._turns < COALESCE_TURNS:
+            self._seen = size  # still growing: one more turn
+            asyncio.get_running_loop().call_soon(self._check)
+            return
+        self._seen = -1
+        queue = nc._flush_queue
+        if queue is None or not size:
+            return
+        transport = nc._transport
+        writer = getattr(transport, "_io_writer", None)  # a TCP connection's (not a websocket's)
+        if (
+            transport is not None
+            and writer is not None
+            and nc._status == Client.CONNECTED
+            and queue.empty()
+            and not writer.transport.get_write_buffer_size()
+        ):
+            # the socket has taken everything so far: write now rather than on the flusher's turn
+            transport.writelines(nc._pending)
+            nc._pending = []
+            nc._pending_data_size = 0
+            return
+        self._wake_now(queue)
+
+    def _wake_now(self, queue: asyncio.Queue[asyncio.Future[None]]) -> None:
         if queue.empty():
             done = self._done
             if done is None:

@@ -22,6 +22,7 @@ from nexus.settings import PositiveFloat, Settings
 from nexus.subjects import Tier
 
 Count = Annotated[int, msgspec.Meta(ge=1)]
+Bytes = Annotated[int, msgspec.Meta(ge=0, le=1 << 20)]
 
 
 class FeedHandlerSettings(Settings, kw_only=True, forbid_unknown_fields=True):
@@ -35,6 +36,11 @@ class FeedHandlerSettings(Settings, kw_only=True, forbid_unknown_fields=True):
     """Quote/book updates pending above which quotes are dropped (book data is merged, never dropped)."""
     conflate_at: Count = 1024
     """Quote/book updates pending from which updates are conflated per subject (latest wins)."""
+    p1_coalesce_bytes: Bytes = 65_536
+    """While quotes and book updates are published faster than one turn of the loop, gather up to this
+    many bytes before a write to the socket (nexus.fastpub; 0: write every turn)."""
+    p0_coalesce_bytes: Bytes = 65_536
+    """The same for trades and feed status, on their own connection."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,7 +71,8 @@ class FeedHandler(Service[FeedHandlerSettings]):
     async def start(self) -> None:
         # straight onto the connections: trades and feed status on the p0 one (dedicated_p0), quotes and
         # book on the main one; a stalled main connection then never holds up a trade or a status
-        p0, main = DirectPublish(self.bus.conn(Tier.P0)), DirectPublish(self.bus.conn(Tier.P1))
+        p0 = DirectPublish(self.bus.conn(Tier.P0), coalesce=self.settings.p0_coalesce_bytes)
+        main = DirectPublish(self.bus.conn(Tier.P1), coalesce=self.settings.p1_coalesce_bytes)
         self.publisher = Publisher(self.outbox, p0, main, p2=p0)
         self.spawn(self.publisher.run(), name="publisher")
         self.manager.load(load_feeds(self.settings.config_file))

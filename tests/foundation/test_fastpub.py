@@ -1,10 +1,13 @@
 """DirectPublish against a real nats-server: what arrives is what nats-py's own publish would deliver,
-in order, and it follows nats-py's rules when it cannot append (too large, closed, reconnecting)."""
+in order, and it follows nats-py's rules when it cannot append (too large, closed, reconnecting). The
+tests of behaviour run with and without coalescing (`COALESCE`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,9 +15,11 @@ import nats
 import nats.errors
 import pytest
 
-from nexus.fastpub import DirectPublish
+from nexus.fastpub import COALESCE_TURNS, DirectPublish
 from nexus.natsserver import NatsServer
 from nexus.testing import wait_for
+
+COALESCE = pytest.mark.parametrize("coalesce", [0, 65_536], ids=["at-once", "coalescing"])
 
 
 @pytest.fixture
@@ -47,12 +52,13 @@ async def collect(
     return sub, got
 
 
+@COALESCE
 async def test_direct_and_nats_py_publishes_arrive_in_order_with_their_payloads(
-    nats_url: str, uid: str, conns: list[nats.NATS]
+    nats_url: str, uid: str, conns: list[nats.NATS], coalesce: int
 ) -> None:
     sub, got = await collect(conns, nats_url, f"{uid}.>")
     nc = await connect(conns, nats_url)
-    publish = DirectPublish(nc)
+    publish = DirectPublish(nc, coalesce)
     sent = []
     for i in range(5000):
         subject = f"{uid}.s{i % 7}"
@@ -72,12 +78,13 @@ async def test_direct_and_nats_py_publishes_arrive_in_order_with_their_payloads(
     await sub.close()
 
 
+@COALESCE
 async def test_a_batch_is_one_append_and_keeps_its_order_among_single_publishes(
-    nats_url: str, uid: str, conns: list[nats.NATS]
+    nats_url: str, uid: str, conns: list[nats.NATS], coalesce: int
 ) -> None:
     sub, got = await collect(conns, nats_url, f"{uid}.>")
     nc = await connect(conns, nats_url)
-    publish = DirectPublish(nc)
+    publish = DirectPublish(nc, coalesce)
     sent: list[tuple[str, bytes]] = []
     for round_ in range(50):
         batch = [(f"{uid}.b{i % 5}", f"{round_}:{i}".encode()) for i in range(64)]
@@ -115,12 +122,13 @@ async def test_what_cannot_be_appended_gets_nats_py_errors(
         await closed
 
 
+@COALESCE
 async def test_a_full_outgoing_buffer_makes_the_caller_wait(
-    nats_url: str, uid: str, conns: list[nats.NATS]
+    nats_url: str, uid: str, conns: list[nats.NATS], coalesce: int
 ) -> None:
     sub, got = await collect(conns, nats_url, f"{uid}.>")
     nc = await connect(conns, nats_url, pending_size=64 * 1024)
-    publish = DirectPublish(nc)
+    publish = DirectPublish(nc, coalesce)
     waits = 0
     for i in range(2000):
         pending = publish(f"{uid}.x", i.to_bytes(4, "big") + b"y" * 200)
@@ -134,8 +142,9 @@ async def test_a_full_outgoing_buffer_makes_the_caller_wait(
     await sub.close()
 
 
+@COALESCE
 async def test_a_stream_across_a_server_restart_is_delivered_as_nats_py_delivers_it(
-    fresh_nats: NatsServer, uid: str, conns: list[nats.NATS]
+    fresh_nats: NatsServer, uid: str, conns: list[nats.NATS], coalesce: int
 ) -> None:
     """While reconnecting, publishes go through nats-py (which buffers them); once reconnected the
     direct path appends again. Every message published after the reconnect arrives, in order."""
@@ -151,7 +160,7 @@ async def test_a_stream_across_a_server_restart_is_delivered_as_nats_py_delivers
         reconnect_time_wait=0.1,
         reconnected_cb=on_reconnected,
     )
-    publish = DirectPublish(nc)
+    publish = DirectPublish(nc, coalesce)
     for i in range(100):
         assert publish(f"{uid}.before", str(i).encode()) is None
     await nc.flush()
@@ -195,12 +204,13 @@ async def test_a_stream_across_a_server_restart_is_delivered_as_nats_py_delivers
     await sub.close()
 
 
+@COALESCE
 async def test_now_appends_only_when_nothing_would_have_to_wait(
-    nats_url: str, uid: str, conns: list[nats.NATS]
+    nats_url: str, uid: str, conns: list[nats.NATS], coalesce: int
 ) -> None:
     _, got = await collect(conns, nats_url, f"{uid}.>")
     nc = await connect(conns, nats_url, pending_size=4096)
-    publish = DirectPublish(nc)
+    publish = DirectPublish(nc, coalesce)
     assert publish.now(f"{uid}.a", b"1")
     assert publish.now(f"{uid}.a", b"2")
     assert not publish.now(f"{uid}.a", b"x" * 5000)  # would overflow the 4 KiB buffer: not taken
@@ -210,3 +220,96 @@ async def test_now_appends_only_when_nothing_would_have_to_wait(
     assert [data for _, data in got] == [b"1", b"2", b"3"]
     await nc.close()
     assert not publish.now(f"{uid}.a", b"4")  # closed: nothing done
+
+
+def count_writes(nc: nats.NATS) -> list[int]:
+    """Count the chunks written to the connection's socket (by nats-py's flusher or DirectPublish):
+    its transport's `writelines`, wrapped to count and pass every chunk on."""
+    transport: Any = nc._transport
+    write, count = transport.writelines, [0]
+
+    def counted(chunks: list[bytes]) -> None:
+        count[0] += 1
+        write(chunks)
+
+    transport.writelines = counted
+    return count
+
+
+async def test_coalescing_writes_a_busy_stream_in_fewer_chunks(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    """40 turns of the loop, 4 KB published in each: written every turn at once, but only every
+    COALESCE_TURNS turns (or 64 KiB) when coalescing. Everything arrives, in order, either way."""
+    _, got = await collect(conns, nats_url, f"{uid}.>")
+    counts = {}
+    for coalesce in (0, 65_536):
+        nc = await connect(conns, nats_url)
+        publish = DirectPublish(nc, coalesce)
+        await nc.flush()
+        got.clear()
+        written = count_writes(nc)
+        for turn in range(40):
+            for i in range(20):
+                assert publish.now(f"{uid}.c", b"%d:%d:" % (turn, i) + b"z" * 190)
+            await asyncio.sleep(0)
+        for _ in range(COALESCE_TURNS + 1):
+            await asyncio.sleep(0)
+        assert nc._pending_data_size == 0  # all written within the turns allowed
+        counts[coalesce] = written[0]
+        await wait_for(lambda: len(got) == 800, timeout=10)
+        assert [data.split(b":")[:2] for _, data in got] == [
+            [b"%d" % t, b"%d" % i] for t in range(40) for i in range(20)
+        ]
+        await nc.close()
+    assert counts[0] >= 40
+    assert counts[65_536] <= counts[0] // 2
+
+
+async def test_coalescing_sends_a_lone_message_on_the_next_turn(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    _, got = await collect(conns, nats_url, f"{uid}.>")
+    nc = await connect(conns, nats_url)
+    publish = DirectPublish(nc, 65_536)
+    for n in range(1, 4):
+        assert publish.now(f"{uid}.lone", b"%d" % n)
+        assert nc._pending_data_size > 0
+        await asyncio.sleep(0)  # the check: the buffer did not grow, so it is written now
+        assert nc._pending_data_size == 0
+        await wait_for(lambda n=n: len(got) == n, timeout=5)
+    await nc.close()
+
+
+async def test_coalescing_behind_a_stalled_server_leaves_the_buffer_to_nats_py(
+    fresh_nats: NatsServer, uid: str, conns: list[nats.NATS]
+) -> None:
+    """With the server stopped (SIGSTOP) the socket backs up. A coalescing publisher must then not
+    write past the backlog (the transport would take everything, unbounded) but leave its buffer to
+    nats-py's flusher, which waits for the socket: the buffer fills and `now` refuses, which is the
+    outbox's cue to hold and conflate. When the server resumes, everything arrives in order."""
+    _, got = await collect(conns, fresh_nats.url, f"{uid}.>")
+    nc = await connect(conns, fresh_nats.url, pending_size=1 << 20)
+    publish = DirectPublish(nc, 65_536)
+    transport: Any = nc._transport
+    sent, refused = 0, False
+    pid = fresh_nats.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(1500):  # bounded: ~38 MB at most, far more than the socket's buffers hold
+            for _ in range(50):
+                if not publish.now(f"{uid}.s", b"%d " % sent + b"q" * 500):
+                    refused = True
+                    break
+                sent += 1
+            if refused:
+                break
+            await asyncio.sleep(0)
+        assert refused  # nats-py's buffer filled: the caller is told to wait
+        assert transport._io_writer.transport.get_write_buffer_size() <= 2 << 20
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await wait_for(lambda: len(got) == sent, timeout=30)
+    assert [int(data.split()[0]) for _, data in got] == list(range(sent))
+    await nc.close()

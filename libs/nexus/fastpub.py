@@ -22,9 +22,11 @@ a server restart in the middle of a stream and a stalled server.
 wakes the server, which then competes for the CPU. The first append schedules a check for the loop's
 next turn instead of waking the flusher. While the buffer keeps growing from one turn to the next and
 is under `coalesce` bytes, the check waits one more turn (at most `COALESCE_TURNS`); then it writes the
-buffer itself. A publisher that is not busy adds nothing between two turns, so its messages go out on
-the turn the flusher would have written them. When the socket has a backlog, the check wakes the
-flusher instead, which waits for the socket, so nats-py's limit on its buffer still holds.
+buffer itself. A publisher that is not busy adds nothing between two turns: a lone message is written
+on the next turn, as the flusher would have written it, and a burst within one turn one turn later.
+When the socket has a backlog, the check wakes the flusher instead, which waits for the socket, so
+nats-py's limit on its buffer still holds. To wait until the server has processed what was published,
+use `DirectPublish.flush`, not `nc.flush()` (see there).
 """
 
 from __future__ import annotations
@@ -153,23 +155,39 @@ class DirectPublish:
             return
         self._seen = -1
         queue = nc._flush_queue
-        if queue is None or not size:
-            return
+        if queue is not None and size and not self._write_now():
+            self._wake_now(queue)
+
+    def _write_now(self) -> bool:
+        """Write the buffer to the socket at once if the socket has taken everything so far (rather than
+        on the flusher's turn): True when written."""
+        nc = self.nc
         transport = nc._transport
         writer = getattr(transport, "_io_writer", None)  # a TCP connection's (not a websocket's)
+        queue = nc._flush_queue
         if (
-            transport is not None
-            and writer is not None
-            and nc._status == Client.CONNECTED
-            and queue.empty()
-            and not writer.transport.get_write_buffer_size()
+            transport is None
+            or writer is None
+            or queue is None
+            or nc._status != Client.CONNECTED
+            or not queue.empty()
+            or writer.transport.get_write_buffer_size()
         ):
-            # the socket has taken everything so far: write now rather than on the flusher's turn
-            transport.writelines(nc._pending)
-            nc._pending = []
-            nc._pending_data_size = 0
-            return
-        self._wake_now(queue)
+            return False
+        transport.writelines(nc._pending)
+        nc._pending = []
+        nc._pending_data_size = 0
+        return True
+
+    async def flush(self, timeout: int = 10) -> None:
+        """Wait until the server has processed everything published so far (a PING and its PONG). Use
+        this, not `nc.flush()`: nats-py writes its PING ahead of its buffer, so `nc.flush()` can return
+        before the server has seen messages still in the buffer (for up to COALESCE_TURNS turns when
+        coalescing)."""
+        nc = self.nc
+        if nc._pending_data_size and not self._write_now() and nc.is_connected:
+            await nc._flush_pending(force_flush=True)  # the flusher has written the buffer
+        await nc.flush(timeout)
 
     def _wake_now(self, queue: asyncio.Queue[asyncio.Future[None]]) -> None:
         if queue.empty():

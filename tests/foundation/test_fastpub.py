@@ -313,3 +313,69 @@ async def test_coalescing_behind_a_stalled_server_leaves_the_buffer_to_nats_py(
     await wait_for(lambda: len(got) == sent, timeout=30)
     assert [int(data.split()[0]) for _, data in got] == list(range(sent))
     await nc.close()
+
+
+async def test_flush_hands_over_what_is_still_being_coalesced_before_its_ping(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    """nats-py's own flush writes its PING straight to the socket, ahead of its buffer, so the PONG can
+    come back before the server has seen the messages still gathered there. `DirectPublish.flush`
+    writes the buffer first: on the wire, every message comes before the PING."""
+    _, got = await collect(conns, nats_url, f"{uid}.>")
+    nc = await connect(conns, nats_url)
+    publish = DirectPublish(nc, 65_536)
+    transport: Any = nc._transport
+    wire: list[bytes] = []
+    write, writelines = transport.write, transport.writelines
+
+    def logged_write(data: bytes) -> None:
+        wire.append(bytes(data))
+        write(data)
+
+    def logged_writelines(chunks: list[bytes]) -> None:
+        wire.append(b"".join(chunks))
+        writelines(chunks)
+
+    transport.write, transport.writelines = logged_write, logged_writelines
+    for turn in range(3):
+        for i in range(20):
+            assert publish.now(f"{uid}.f", b"%d" % (20 * turn + i))
+        await asyncio.sleep(0)
+    assert nc._pending_data_size > 0  # still growing turn to turn: held
+    await publish.flush()
+    stream = b"".join(wire)
+    assert stream.count(b"PUB ") == 60
+    assert stream.endswith(b"PING\r\n")  # after every message
+    await wait_for(lambda: len(got) == 60, timeout=5)
+    assert [data for _, data in got] == [b"%d" % n for n in range(60)]
+    await nc.close()
+
+
+async def test_a_burst_in_one_idle_turn_is_written_one_turn_later(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    nc = await connect(conns, nats_url)
+    publish = DirectPublish(nc, 65_536)
+    assert publish.now(f"{uid}.b", b"1")
+    assert publish.now(f"{uid}.b", b"2")
+    await asyncio.sleep(0)  # the check sees growth since the first append: one more turn
+    assert nc._pending_data_size > 0
+    await asyncio.sleep(0)
+    assert nc._pending_data_size == 0
+    await nc.close()
+
+
+async def test_closing_with_a_check_pending_delivers_everything(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    _, got = await collect(conns, nats_url, f"{uid}.>")
+    nc = await connect(conns, nats_url)
+    publish = DirectPublish(nc, 65_536)
+    for turn in range(5):
+        for i in range(30):
+            assert publish.now(f"{uid}.c", b"%d" % (30 * turn + i))
+        await asyncio.sleep(0)
+    assert nc._pending_data_size > 0
+    await nc.close()  # nats-py writes its buffer before closing the socket
+    await wait_for(lambda: len(got) == 150, timeout=10)
+    assert [int(data) for _, data in got] == list(range(150))

@@ -39,7 +39,7 @@ from nats.aio.client import Client
 SUBJECTS_MAX = 65_536
 """PUB lines kept (a publisher of ever new subjects starts again from empty)."""
 COALESCE_TURNS = 4
-"""The most turns of the loop a coalescing publisher waits before it wakes the flusher."""
+"""The most turns of the loop a coalescing publisher waits before its buffer is written."""
 
 
 class DirectPublish:
@@ -51,7 +51,7 @@ class DirectPublish:
     def __init__(self, nc: Client, coalesce: int = 0) -> None:
         self.nc = nc
         self.coalesce = coalesce
-        """Bytes a busy publisher gathers before the flusher is woken (0: woken at once)."""
+        """Bytes a busy publisher gathers before its buffer is written (0: the flusher is woken at once)."""
         self._heads: dict[str, bytes] = {}
         self._done: asyncio.Future[None] | None = None
         """One finished future, put on the flusher's queue to wake it (it only sets unfinished ones)."""

@@ -158,9 +158,10 @@ class DirectPublish:
         if queue is not None and size and not self._write_now():
             self._wake_now(queue)
 
-    def _write_now(self) -> bool:
+    def _write_now(self, *, even_if_woken: bool = False) -> bool:
         """Write the buffer to the socket at once if the socket has taken everything so far (rather than
-        on the flusher's turn): True when written."""
+        on the flusher's turn): True when written. Unless `even_if_woken`, only while the flusher has
+        not been woken (a woken flusher writes the buffer on its turn)."""
         nc = self.nc
         transport = nc._transport
         writer = getattr(transport, "_io_writer", None)  # a TCP connection's (not a websocket's)
@@ -170,7 +171,7 @@ class DirectPublish:
             or writer is None
             or queue is None
             or nc._status != Client.CONNECTED
-            or not queue.empty()
+            or not (even_if_woken or queue.empty())
             or writer.transport.get_write_buffer_size()
         ):
             return False
@@ -178,6 +179,20 @@ class DirectPublish:
         nc._pending = []
         nc._pending_data_size = 0
         return True
+
+    def push(self) -> None:
+        """Hand what the connection's buffer holds to the socket now: written at once when the socket
+        has taken everything so far, else the flusher is woken (it waits for the socket). For a caller
+        about to keep the loop busy, whose bytes would otherwise wait for the flusher's turn."""
+        nc = self.nc
+        queue = nc._flush_queue
+        if (
+            nc._pending_data_size
+            and nc.is_connected
+            and queue is not None
+            and not self._write_now(even_if_woken=True)
+        ):
+            self._wake_now(queue)
 
     async def flush(self, timeout: int = 10) -> None:
         """Wait until the server has processed everything published so far (a PING and its PONG). Use

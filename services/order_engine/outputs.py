@@ -23,10 +23,12 @@ from dataclasses import dataclass
 import msgspec
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from nexus.bus import MSG_ID, Bus
+from nexus.fastpub import DirectPublish
 from nexus.logs import get_logger
 from nexus.resilience import Backoff
 
@@ -63,6 +65,7 @@ class OutputPublisher:
         self.log = get_logger("order_engine.outputs")
         self._prefix = ""
         self._sub: Subscription | None = None
+        self._direct: DirectPublish | None = None
         self._fences: dict[str, asyncio.Future[_Ack | None]] = {}
         self._n = 0
         self.published_total = 0
@@ -188,12 +191,20 @@ class OutputPublisher:
                         data,
                     )
                 )
-            await nc._flush_pending()
+            # To the socket in this turn, not on the flusher's: the caller applies its next batch
+            # without yielding, and the server stores this one meanwhile.
+            self._direct_for(nc).push()
         else:
             for i, (_, subject, msg_id, data) in enumerate(todo):
                 headers = {MSG_ID: msg_id, EXPECTED_LAST_SEQ: str(seq + i)}
                 await nc.publish(subject, data, reply=reply if i == last else "", headers=headers)
         return fence
+
+    def _direct_for(self, nc: Client) -> DirectPublish:
+        direct = self._direct
+        if direct is None or direct.nc is not nc:
+            direct = self._direct = DirectPublish(nc)
+        return direct
 
     def stats(self) -> dict[str, float]:
         return {

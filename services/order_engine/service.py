@@ -371,6 +371,9 @@ class OrderEngine(Service[OrderEngineSettings]):
         dead, self._dead = self._dead, []
         await self._settle()
         self._inflight = asyncio.ensure_future(self._store(items, updates, dead, batch[-1][1], self.in_seq))
+        # One turn of the loop for the store task to write the outputs to the socket. Without it the task
+        # would first run at the next batch's _settle, after that batch was applied: no overlap at all.
+        await asyncio.sleep(0)
         self.counters["batches_total"] += 1
         self.last_batch = len(batch)
 

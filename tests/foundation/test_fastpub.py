@@ -379,3 +379,53 @@ async def test_closing_with_a_check_pending_delivers_everything(
     await nc.close()  # nats-py writes its buffer before closing the socket
     await wait_for(lambda: len(got) == 150, timeout=10)
     assert [int(data) for _, data in got] == list(range(150))
+
+
+async def test_push_writes_the_buffer_without_waiting_for_a_turn(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    _, got = await collect(conns, nats_url, f"{uid}.>")
+    nc = await connect(conns, nats_url)
+    publish = DirectPublish(nc)
+    assert publish.many([(f"{uid}.p", b"%d" % i) for i in range(10)]) is None
+    assert nc._pending_data_size > 0  # the flusher is woken, but runs only on a later turn
+    publish.push()
+    assert nc._pending_data_size == 0  # written now
+    publish.push()  # nothing to write: nothing happens
+    await wait_for(lambda: len(got) == 10, timeout=5)
+    assert [data for _, data in got] == [b"%d" % i for i in range(10)]
+    await nc.close()
+
+
+async def test_push_behind_a_stalled_server_leaves_the_buffer_to_nats_py(
+    fresh_nats: NatsServer, uid: str, conns: list[nats.NATS]
+) -> None:
+    """Once the socket has a backlog, `push` must not write past it (the transport would take
+    everything, unbounded) but wake the flusher, which waits for the socket."""
+    _, got = await collect(conns, fresh_nats.url, f"{uid}.>")
+    nc = await connect(conns, fresh_nats.url, pending_size=64 << 20)
+    publish = DirectPublish(nc)
+    transport: Any = nc._transport
+    chunk = [(f"{uid}.s", b"q" * 1000)] * 100
+    sent = 0
+    pid = fresh_nats.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(300):  # bounded: 30 MB at most, far more than the socket's buffers hold
+            assert publish.many(chunk) is None
+            sent += len(chunk)
+            publish.push()
+            if transport._io_writer.transport.get_write_buffer_size():
+                break
+        backlog = transport._io_writer.transport.get_write_buffer_size()
+        assert backlog > 0
+        assert publish.many(chunk) is None
+        sent += len(chunk)
+        publish.push()
+        assert nc._pending_data_size > 0  # left in nats-py's buffer
+        assert transport._io_writer.transport.get_write_buffer_size() == backlog
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await wait_for(lambda: len(got) == sent, timeout=30)
+    await nc.close()

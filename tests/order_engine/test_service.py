@@ -4,8 +4,10 @@ their subjects, queries, book requests, and bad input answered with reasons, nev
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,17 +15,19 @@ from nats.js.api import StreamConfig
 
 from nexus import messages as m
 from nexus import subjects
-from nexus.bus import Bus
+from nexus.bus import MSG_ID, Bus
 from nexus.client import OrderClient
 from nexus.errors import RemoteError
 from nexus.messages import ExecType, Reason, Side
 from nexus.natsserver import NatsServer
 from nexus.runtime import Runner
 from nexus.settings import load_settings
+from nexus.streams import command_id
 from nexus.subjects import Tier
 from nexus.testing import wait_for
+from order_engine.outputs import EXPECTED_LAST_SEQ
 from order_engine.service import OrderEngine, OrderEngineSettings
-from tests.order_engine.conftest import RunningEngine
+from tests.order_engine.conftest import RunningEngine, start_engine
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -194,3 +198,64 @@ async def test_an_engine_that_cannot_create_its_streams_waits_not_ready_and_says
     finally:
         runner.request_stop()
         assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_a_batch_is_on_the_socket_before_the_next_batch_is_applied(
+    fresh_nats: NatsServer, tmp_path: Path, client_bus: Bus
+) -> None:
+    """The engine applies batch k+1 while the server stores batch k's outputs. So when batch k+1's first
+    command is applied, batch k's outputs must have been written to the socket, not left in nats-py's
+    buffer for the store task's first turn (which would come only at batch k+1's _settle)."""
+    running = await start_engine(fresh_nats.url, tmp_path / "var", engine_batch=20)
+    try:
+        service = running.service
+        transport: Any = service.bus.nc._transport
+        writelines = transport.writelines
+        written = produced = 0
+        behind: list[int] = []
+        """Outputs produced but not yet written, at the first command of each batch."""
+
+        def counting_writelines(chunks: list[bytes]) -> None:
+            nonlocal written
+            written += sum(chunk.count(EXPECTED_LAST_SEQ.encode()) for chunk in chunks)
+            writelines(chunks)
+
+        engine = service.engine
+        process = engine.process
+        batch_seen = -1
+
+        def counting_process(cmd: Any, ts: int, **options: Any) -> list[Any]:
+            nonlocal produced, batch_seen
+            if service.counters["batches_total"] != batch_seen:
+                batch_seen = service.counters["batches_total"]
+                behind.append(produced - written)
+            out = process(cmd, ts, **options)
+            produced += len(out)
+            return out
+
+        transport.writelines = counting_writelines
+        engine.process = counting_process  # type: ignore[method-assign]
+        nc = client_bus.nc
+        n = 200
+        for i in range(n):
+            cmd = m.NewOrder(
+                account="erin",
+                client_order_id=f"b-{i}",
+                symbol="AAPL",
+                side=Side.BUY if i % 2 else Side.SELL,
+                qty=D(1),
+                price=D("228.50"),
+            )
+            await nc.publish(
+                subjects.subject_for(cmd),
+                m.encode(cmd),
+                headers={MSG_ID: command_id("erin", cmd.client_order_id)},
+            )
+        await nc.flush()
+        time.sleep(0.5)  # hold the loop the engine shares: the deliveries pile up, batches go back to back
+        await wait_for(lambda: engine.commands_total == n, timeout=20)
+        assert len(behind) >= n // 20
+        assert behind == [0] * len(behind)
+        await wait_for(lambda: service.publisher.published_total == produced, timeout=20)
+    finally:
+        assert await running.stop() == 0

@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
 from nexus.bus import MSG_ID
+from nexus.fastpub import DirectPublish
 from nexus.logs import get_logger
 from nexus.resilience import Backoff
 from nexus.subjects import Tier
@@ -57,6 +58,7 @@ class Intake:
         on_duplicate: Callable[[Forward, PubAck], Awaitable[None]] | None = None,
     ) -> None:
         self.js = js
+        self._direct = DirectPublish(js._nc)
         self.stream = stream
         self.filter_subject = filter_subject
         self.tier = tier
@@ -163,6 +165,9 @@ class Intake:
                 stored.add_done_callback(self._unstored.discard)
                 await slots.acquire()
                 futures = await self._send(forwards)
+                # To the socket now: with more commands queued, the next batch is decided without a
+                # yield, and nats-py's flusher would write this one only after it.
+                self._direct.push()
                 task = asyncio.create_task(
                     self._confirm(batch, forwards, futures, time.perf_counter(), stored)
                 )

@@ -310,6 +310,8 @@ def main() -> None:
                 print(f"run {r + 1}: raw req/rep {base_lat}")
                 print(f"       accepted    {accepted}\n       filled      {filled}")
                 print(f"       relay       {relayed}")
+                engine_rate, relay_rate = sat.values[-1], relay_sat.values[-1]
+                print(f"       sustained   engine {engine_rate:,.0f}  relay {relay_rate:,.0f} orders/s")
             _, stats = engine.get("/stats")
         finally:
             code = engine.terminate()

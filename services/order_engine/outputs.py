@@ -121,6 +121,9 @@ class OutputPublisher:
                 except nats.errors.Error as exc:  # e.g. the reconnect buffer is full: find out and resend
                     self.log.warning("outputs.send_failed", error=repr(exc))
                     sent.append((chain, todo, None))
+            # Every stream's share in one write, in this turn rather than on the flusher's: the caller
+            # applies its next batch without yielding, and the server stores this one meanwhile.
+            self._direct_for(self.bus.nc).push()
             fences = [f for _, _, f in sent if f is not None]
             if fences:
                 await asyncio.wait(fences, timeout=self.ack_timeout)
@@ -191,9 +194,6 @@ class OutputPublisher:
                         data,
                     )
                 )
-            # To the socket in this turn, not on the flusher's: the caller applies its next batch
-            # without yielding, and the server stores this one meanwhile.
-            self._direct_for(nc).push()
         else:
             for i, (_, subject, msg_id, data) in enumerate(todo):
                 headers = {MSG_ID: msg_id, EXPECTED_LAST_SEQ: str(seq + i)}

@@ -294,6 +294,7 @@ class OrderEngine(Service[OrderEngineSettings]):
             await self._snapshot(fork=False)
         await self.gateway.stop()
         await self.cancel_tasks()
+        await self._drop_inflight()  # a store the cancelled loop had just started
         await self.publisher.stop()
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -398,12 +399,16 @@ class OrderEngine(Service[OrderEngineSettings]):
         if inflight is not None:
             await inflight
 
-    async def _reload(self) -> None:
-        """Throw the engine away and rebuild it from the last snapshot and the streams (as at start)."""
+    async def _drop_inflight(self) -> None:
+        """Cancel the store in flight, if any: what it had not stored is published again on replay."""
         inflight, self._inflight = self._inflight, None
         if inflight is not None:
             inflight.cancel()
             await asyncio.gather(inflight, return_exceptions=True)
+
+    async def _reload(self) -> None:
+        """Throw the engine away and rebuild it from the last snapshot and the streams (as at start)."""
+        await self._drop_inflight()
         await self.intake.stop()
         self.engine = self._new_engine()
         self.in_seq = self.acked_seq = self.snapshot_seq = 0

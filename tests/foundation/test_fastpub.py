@@ -429,3 +429,13 @@ async def test_push_behind_a_stalled_server_leaves_the_buffer_to_nats_py(
         os.kill(pid, signal.SIGCONT)
     await wait_for(lambda: len(got) == sent, timeout=30)
     await nc.close()
+
+
+async def test_push_on_a_closed_connection_does_nothing(
+    nats_url: str, uid: str, conns: list[nats.NATS]
+) -> None:
+    nc = await connect(conns, nats_url)
+    publish = DirectPublish(nc)
+    await nc.close()
+    publish.push()  # no error, nothing written
+    assert nc.is_closed

@@ -214,6 +214,8 @@ async def test_a_batch_is_on_the_socket_before_the_next_batch_is_applied(
         written = produced = 0
         behind: list[int] = []
         """Outputs produced but not yet written, at the first command of each batch."""
+        queued: list[int] = []
+        """Commands waiting behind each batch when it began."""
 
         def counting_writelines(chunks: list[bytes]) -> None:
             nonlocal written
@@ -229,6 +231,7 @@ async def test_a_batch_is_on_the_socket_before_the_next_batch_is_applied(
             if service.counters["batches_total"] != batch_seen:
                 batch_seen = service.counters["batches_total"]
                 behind.append(produced - written)
+                queued.append(len(service.intake.queue))
             out = process(cmd, ts, **options)
             produced += len(out)
             return out
@@ -255,6 +258,7 @@ async def test_a_batch_is_on_the_socket_before_the_next_batch_is_applied(
         time.sleep(0.5)  # hold the loop the engine shares: the deliveries pile up, batches go back to back
         await wait_for(lambda: engine.commands_total == n, timeout=20)
         assert len(behind) >= n // 20
+        assert sum(1 for q in queued if q > 0) >= 3  # batches did go back to back
         assert behind == [0] * len(behind)
         await wait_for(lambda: service.publisher.published_total == produced, timeout=20)
     finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 import nats
+import nats.js.errors
 import pytest
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
@@ -24,9 +26,9 @@ async def test_a_batch_of_decisions_is_on_the_socket_before_the_next_batch_is_de
     batch's decisions must be written to the socket when they are sent, not left in nats-py's buffer until
     the flusher's turn, which would come only after the following batches were decided."""
     nc = await nats.connect(nats_url)
+    js = nc.jetstream()
     intake: Intake | None = None
     try:
-        js = nc.jetstream()
         await js.add_stream(StreamConfig(name=f"{uid}_IN", subjects=[f"{uid}.in.>"]))
         await js.add_stream(StreamConfig(name=f"{uid}_OK", subjects=[f"{uid}.ok.>"]))
         n = 200
@@ -72,4 +74,7 @@ async def test_a_batch_of_decisions_is_on_the_socket_before_the_next_batch_is_de
     finally:
         if intake is not None:
             await intake.stop()
+        for stream in (f"{uid}_IN", f"{uid}_OK"):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(stream)
         await nc.close()

@@ -176,10 +176,26 @@ class Intake:
                 task.add_done_callback(lambda _: slots.release())
 
     async def _send(self, forwards: list[Forward]) -> list[asyncio.Future[PubAck]]:
-        return [
-            await self.js.publish_async(subject, payload, headers={MSG_ID: msg_id})
-            for subject, msg_id, payload in forwards
-        ]
+        """Publish each decision: one future per decision for its store acknowledgement. When the
+        connection refuses one (e.g. its reconnect buffer is full), that one and the rest get a failed
+        future instead of an exception: _store sends them again after a pause, and the stream drops as
+        duplicates whatever got through."""
+        futures: list[asyncio.Future[PubAck]] = []
+        for subject, msg_id, payload in forwards:
+            try:
+                futures.append(await self._publish(subject, payload, msg_id))
+            except nats.errors.Error as exc:
+                self.log.warning("intake.send_refused", error=repr(exc), unsent=len(forwards) - len(futures))
+                loop = asyncio.get_running_loop()
+                while len(futures) < len(forwards):
+                    refused: asyncio.Future[PubAck] = loop.create_future()
+                    refused.set_exception(exc)
+                    futures.append(refused)
+                break
+        return futures
+
+    async def _publish(self, subject: str, payload: bytes, msg_id: str) -> asyncio.Future[PubAck]:
+        return await self.js.publish_async(subject, payload, headers={MSG_ID: msg_id})
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every decision made so far is stored (those of batches still waiting for a slot

@@ -1,10 +1,13 @@
-"""Risk's intake over a real nats-server: how its batches of decisions reach the socket."""
+"""Risk's intake over a real nats-server: how its batches of decisions reach the socket, and what it does
+when the connection refuses a publish."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import nats
@@ -12,6 +15,7 @@ import nats.errors
 import nats.js.errors
 import pytest
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import PubAck, StreamConfig
 
 from nexus.subjects import Tier
@@ -21,24 +25,66 @@ from risk.intake import Forward, Intake
 pytestmark = pytest.mark.integration
 
 
+@dataclass
+class Streams:
+    """A command stream holding `n` commands, an empty stream for the decisions, and the intakes started on
+    them; all deleted or stopped at the end of the test."""
+
+    nc: nats.NATS
+    js: JetStreamContext
+    uid: str
+    intakes: list[Intake] = field(default_factory=list)
+
+    def intake(self, kind: type[Intake], decide: Callable[[Msg, Tier], Forward]) -> Intake:
+        intake = kind(
+            self.js,
+            stream=f"{self.uid}_IN",
+            filter_subject=f"{self.uid}.in.>",
+            tier=Tier.P1,
+            decide=decide,
+            batch=20,
+        )
+        self.intakes.append(intake)
+        return intake
+
+    def forward(self, msg: Msg) -> Forward:
+        """The decision for a command: its payload, on the decisions' stream, under an id of its own."""
+        return f"{self.uid}.ok.x", f"{self.uid}-{msg.data.decode()}", msg.data
+
+    async def stored(self) -> int:
+        return (await self.js.stream_info(f"{self.uid}_OK")).state.messages
+
+
+@contextlib.asynccontextmanager
+async def streams(nats_url: str, uid: str, n: int) -> AsyncIterator[Streams]:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    s = Streams(nc, js, uid)
+    try:
+        await js.add_stream(StreamConfig(name=f"{uid}_IN", subjects=[f"{uid}.in.>"]))
+        await js.add_stream(StreamConfig(name=f"{uid}_OK", subjects=[f"{uid}.ok.>"]))
+        for i in range(n):
+            await nc.publish(f"{uid}.in.x", b"%d" % i)
+        await nc.flush()
+        yield s
+    finally:
+        for intake in s.intakes:
+            await intake.stop()
+        for stream in (f"{uid}_IN", f"{uid}_OK"):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(stream)
+        await nc.close()
+
+
 async def test_a_batch_of_decisions_is_on_the_socket_before_the_next_batch_is_decided(
     nats_url: str, uid: str
 ) -> None:
     """With commands queued, the intake decides batch after batch without yielding to the loop. Each
     batch's decisions must be written to the socket when they are sent, not left in nats-py's buffer until
     the flusher's turn, which would come only after the following batches were decided."""
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    intake: Intake | None = None
-    try:
-        await js.add_stream(StreamConfig(name=f"{uid}_IN", subjects=[f"{uid}.in.>"]))
-        await js.add_stream(StreamConfig(name=f"{uid}_OK", subjects=[f"{uid}.ok.>"]))
-        n = 200
-        for i in range(n):
-            await nc.publish(f"{uid}.in.x", b"%d" % i)
-        await nc.flush()
-
-        transport: Any = nc._transport
+    n = 200
+    async with streams(nats_url, uid, n) as s:
+        transport: Any = s.nc._transport
         writelines = transport.writelines
         written = sent = 0
         behind: list[int] = []
@@ -51,11 +97,9 @@ async def test_a_batch_of_decisions_is_on_the_socket_before_the_next_batch_is_de
 
         def decide(msg: Msg, tier: Tier) -> Forward:
             behind.append(sent - written)
-            return f"{uid}.ok.x", f"{uid}-{msg.data.decode()}", msg.data
+            return s.forward(msg)
 
-        intake = Intake(
-            js, stream=f"{uid}_IN", filter_subject=f"{uid}.in.>", tier=Tier.P1, decide=decide, batch=20
-        )
+        intake = s.intake(Intake, decide)
         send = intake._send
 
         async def counting_send(forwards: list[Forward]) -> list[Any]:
@@ -68,18 +112,10 @@ async def test_a_batch_of_decisions_is_on_the_socket_before_the_next_batch_is_de
         intake._send = counting_send  # type: ignore[method-assign]
         await intake.start()
         time.sleep(0.5)  # hold the loop: the deliveries pile up, and the batches are decided back to back
-        await wait_for(lambda: intake is not None and intake.forwarded_total == n, timeout=20)
+        await wait_for(lambda: intake.forwarded_total == n, timeout=20)
         assert len(behind) == n
         assert behind == [0] * n
-        stored = await js.stream_info(f"{uid}_OK")
-        assert stored.state.messages == n
-    finally:
-        if intake is not None:
-            await intake.stop()
-        for stream in (f"{uid}_IN", f"{uid}_OK"):
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(stream)
-        await nc.close()
+        assert await s.stored() == n
 
 
 class _Refusing(Intake):
@@ -99,39 +135,17 @@ class _Refusing(Intake):
 async def test_a_publish_the_connection_refuses_is_sent_again_and_the_intake_goes_on(
     nats_url: str, uid: str
 ) -> None:
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    intake: Intake | None = None
-    try:
-        await js.add_stream(StreamConfig(name=f"{uid}_IN", subjects=[f"{uid}.in.>"]))
-        await js.add_stream(StreamConfig(name=f"{uid}_OK", subjects=[f"{uid}.ok.>"]))
-        n = 100
-        for i in range(n):
-            await nc.publish(f"{uid}.in.x", b"%d" % i)
-        await nc.flush()
-
-        def decide(msg: Msg, tier: Tier) -> Forward:
-            return f"{uid}.ok.x", f"{uid}-{msg.data.decode()}", msg.data
-
-        intake = _Refusing(
-            js, stream=f"{uid}_IN", filter_subject=f"{uid}.in.>", tier=Tier.P1, decide=decide, batch=20
-        )
+    n = 100
+    async with streams(nats_url, uid, n) as s:
+        intake = s.intake(_Refusing, lambda msg, tier: s.forward(msg))
         await intake.start()
-        await wait_for(lambda: intake is not None and intake.forwarded_total == n, timeout=20)
+        await wait_for(lambda: intake.forwarded_total == n, timeout=20)
         assert intake.publish_failures_total >= 1
         assert intake._task is not None
         assert not intake._task.done()  # the intake goes on
-        stored = await js.stream_info(f"{uid}_OK")
-        assert stored.state.messages == n  # each decision once: what got through is not stored twice
+        assert await s.stored() == n  # each decision once: what got through is not stored twice
 
         async def all_acked() -> bool:
-            return (await js.consumer_info(f"{uid}_IN", "risk-p1")).num_ack_pending == 0
+            return (await s.js.consumer_info(f"{uid}_IN", "risk-p1")).num_ack_pending == 0
 
         await wait_for(all_acked, timeout=10, interval=0.05)
-    finally:
-        if intake is not None:
-            await intake.stop()
-        for stream in (f"{uid}_IN", f"{uid}_OK"):
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(stream)
-        await nc.close()

@@ -178,8 +178,8 @@ class Intake:
     async def _send(self, forwards: list[Forward]) -> list[asyncio.Future[PubAck]]:
         """Publish each decision: one future per decision for its store acknowledgement. When the
         connection refuses one (e.g. its reconnect buffer is full), that one and the rest get a failed
-        future instead of an exception: _store sends them again after a pause, and the stream drops as
-        duplicates whatever got through."""
+        future instead of an exception, and _store sends them again after a pause, as it does when a
+        store is not acknowledged in time."""
         futures: list[asyncio.Future[PubAck]] = []
         for subject, msg_id, payload in forwards:
             try:

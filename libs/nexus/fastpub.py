@@ -154,24 +154,18 @@ class DirectPublish:
             asyncio.get_running_loop().call_soon(self._check)
             return
         self._seen = -1
-        queue = nc._flush_queue
-        if queue is not None and size and not self._write_now():
-            self._wake_now(queue)
+        self.push()
 
-    def _write_now(self, *, even_if_woken: bool = False) -> bool:
+    def _write_now(self) -> bool:
         """Write the buffer to the socket at once if the socket has taken everything so far (rather than
-        on the flusher's turn): True when written. Unless `even_if_woken`, only while the flusher has
-        not been woken (a woken flusher writes the buffer on its turn)."""
+        on the flusher's turn, even if it was woken: it then finds the buffer empty): True when written."""
         nc = self.nc
         transport = nc._transport
         writer = getattr(transport, "_io_writer", None)  # a TCP connection's (not a websocket's)
-        queue = nc._flush_queue
         if (
             transport is None
             or writer is None
-            or queue is None
             or nc._status != Client.CONNECTED
-            or not (even_if_woken or queue.empty())
             or writer.transport.get_write_buffer_size()
         ):
             return False
@@ -186,12 +180,7 @@ class DirectPublish:
         about to keep the loop busy, whose bytes would otherwise wait for the flusher's turn."""
         nc = self.nc
         queue = nc._flush_queue
-        if (
-            nc._pending_data_size
-            and nc.is_connected
-            and queue is not None
-            and not self._write_now(even_if_woken=True)
-        ):
+        if nc._pending_data_size and nc.is_connected and queue is not None and not self._write_now():
             self._wake_now(queue)
 
     async def flush(self, timeout: int = 10) -> None:

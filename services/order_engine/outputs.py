@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import msgspec
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
@@ -74,6 +73,7 @@ class OutputPublisher:
 
     async def start(self) -> None:
         await self.stop()
+        self._direct = DirectPublish(self.bus.nc)
         self._prefix = self.bus.nc.new_inbox()
         self._sub = await self.bus.subscribe_raw(self._prefix + ".*", self._on_ack)
         for chain in self.chains.values():
@@ -123,7 +123,8 @@ class OutputPublisher:
                     sent.append((chain, todo, None))
             # Every stream's share in one write, in this turn rather than on the flusher's: the caller
             # applies its next batch without yielding, and the server stores this one meanwhile.
-            self._direct_for(self.bus.nc).push()
+            if self._direct is not None:
+                self._direct.push()
             fences = [f for _, _, f in sent if f is not None]
             if fences:
                 await asyncio.wait(fences, timeout=self.ack_timeout)
@@ -199,12 +200,6 @@ class OutputPublisher:
                 headers = {MSG_ID: msg_id, EXPECTED_LAST_SEQ: str(seq + i)}
                 await nc.publish(subject, data, reply=reply if i == last else "", headers=headers)
         return fence
-
-    def _direct_for(self, nc: Client) -> DirectPublish:
-        direct = self._direct
-        if direct is None or direct.nc is not nc:
-            direct = self._direct = DirectPublish(nc)
-        return direct
 
     def stats(self) -> dict[str, float]:
         return {

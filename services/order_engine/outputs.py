@@ -13,6 +13,14 @@ publisher asks the stream where it ends, finds that message in the batch and sen
 
 So an output stream always holds a prefix of the partition's outputs in the engine's order, and the last
 stored message says exactly how far publishing got (what recovery needs after a crash).
+
+Batches are pipelined: `publish` of the next batch may start before the previous one is stored. Its
+messages are chained after where the previous batch will end (`Chain.sent_seq`), so the server stores
+them right after it, or not at all. A batch counts as stored only once every batch before it is. When a
+fence fails, no new batch is written until every batch in flight has been settled in order: each one,
+after the one before it, asks where the stream ends and sends again what it lacks. Messages of a later
+batch that were written on a wrong guess of the end are refused by the server (their expected last
+sequence does not match) or, if they were stored after all, recognised by their Nats-Msg-Id.
 """
 
 from __future__ import annotations
@@ -49,11 +57,28 @@ _ack_decoder = msgspec.json.Decoder(_Ack)
 
 @dataclass
 class Chain:
-    """Where one output stream ends: its last sequence and the id of the message stored there."""
+    """Where one output stream ends: its last sequence and the id of the message stored there, and where
+    it will end once every batch written so far is stored."""
 
     stream: str
     last_seq: int = 0
     last_id: str = ""
+    sent_seq: int = 0
+
+
+class PublishAbandoned(Exception):
+    """An earlier batch was given up (its publish was cancelled), so this one cannot follow it."""
+
+
+@dataclass
+class _Sent:
+    """One stream's share of a batch, as written: the fence's reply subject and the sequence it ends at."""
+
+    chain: Chain
+    todo: list[Item]
+    fence: asyncio.Future[_Ack | None] | None
+    reply: str = ""
+    end: int = 0
 
 
 class OutputPublisher:
@@ -67,6 +92,11 @@ class OutputPublisher:
         self._direct: DirectPublish | None = None
         self._fences: dict[str, asyncio.Future[_Ack | None]] = {}
         self._n = 0
+        self._tail: asyncio.Future[bool] | None = None
+        """Resolves when the last batch handed in is settled: True if stored, False if abandoned."""
+        self._open = asyncio.Event()
+        """Cleared while batches in flight are being repaired: no new batch is written meanwhile."""
+        self._open.set()
         self.published_total = 0
         self.resends_total = 0
         self.fence_failures_total = 0
@@ -76,6 +106,9 @@ class OutputPublisher:
         self._direct = DirectPublish(self.bus.nc)
         self._prefix = self.bus.nc.new_inbox()
         self._sub = await self.bus.subscribe_raw(self._prefix + ".*", self._on_ack)
+        self._fences.clear()
+        self._tail = None
+        self._open.set()
         for chain in self.chains.values():
             await self.resync(chain)
 
@@ -87,7 +120,7 @@ class OutputPublisher:
     async def resync(self, chain: Chain) -> None:
         """Ask the server where `chain`'s stream ends (after a failure, and at start)."""
         info = await self.bus.js.stream_info(chain.stream)
-        chain.last_seq = info.state.last_seq
+        chain.last_seq = chain.sent_seq = info.state.last_seq
         chain.last_id = ""
         if chain.last_seq and info.state.messages:
             msg = await self.bus.js.get_msg(chain.stream, seq=chain.last_seq)
@@ -104,54 +137,113 @@ class OutputPublisher:
         fence.set_result(ack)
 
     async def publish(self, items: list[Item]) -> None:
-        """Store every item, in order; returns only when all are stored (retrying as long as it takes)."""
+        """Store every item, in order, after every batch handed in before; returns only when all are
+        stored (retrying as long as it takes). The next batch may be handed in before this one returns."""
         if not items:
             return
-        by_stream: dict[str, list[Item]] = {}
-        for item in items:
-            by_stream.setdefault(item[0], []).append(item)
-        pending = list(by_stream.items())
-        backoff = Backoff(base=0.05, cap=2.0)
-        while pending:
-            sent: list[tuple[Chain, list[Item], asyncio.Future[_Ack | None] | None]] = []
-            for stream, todo in pending:
+        await self._open.wait()
+        prev, settled = self._tail, asyncio.get_running_loop().create_future()
+        self._tail = settled
+        stored = False
+        try:
+            by_stream: dict[str, list[Item]] = {}
+            for item in items:
+                by_stream.setdefault(item[0], []).append(item)
+            # Where each share goes is fixed before anything is written: writing can wait for the socket,
+            # and meanwhile a repair may move `sent_seq` (a share written on an old guess is refused).
+            shares = []
+            for stream, todo in by_stream.items():
                 chain = self.chains[stream]
-                try:
-                    sent.append((chain, todo, await self._send(chain, todo)))
-                except nats.errors.Error as exc:  # e.g. the reconnect buffer is full: find out and resend
-                    self.log.warning("outputs.send_failed", error=repr(exc))
-                    sent.append((chain, todo, None))
+                shares.append((chain, todo, chain.sent_seq))
+                chain.sent_seq += len(todo)
+            sent = [await self._write(chain, todo, seq) for chain, todo, seq in shares]
             # Every stream's share in one write, in this turn rather than on the flusher's: the caller
             # applies its next batch without yielding, and the server stores this one meanwhile.
-            if self._direct is not None:
-                self._direct.push()
-            fences = [f for _, _, f in sent if f is not None]
-            if fences:
-                await asyncio.wait(fences, timeout=self.ack_timeout)
-            pending = []
-            for chain, todo, fence in sent:
-                ack = fence.result() if fence is not None and fence.done() else None
-                if ack is not None and ack.error is None and ack.stream == chain.stream:
-                    chain.last_seq, chain.last_id = ack.seq, todo[-1][2]
-                    continue
-                self.fence_failures_total += 1
-                rest = await self._unsent(chain, todo, backoff)
-                if rest:
-                    pending.append((chain.stream, rest))
-            if pending:
-                delay = backoff.next()
-                resend = sum(len(t) for _, t in pending)
-                self.log.warning("outputs.resend", messages=resend, retry_in=round(delay, 3))
-                self.resends_total += resend
-                await asyncio.sleep(delay)
-        self._fences.clear()
-        self.published_total += len(items)
+            await self._fences_back(sent)
+            # shielded: if this task is cancelled, the batch before it is not
+            if prev is not None and not await asyncio.shield(prev):
+                raise PublishAbandoned("an earlier batch of outputs was abandoned")
+            failed = [share for share in sent if not self._stored(share, exact=True)]
+            if failed:
+                self._open.clear()  # every batch in flight is settled before anything new is written
+                await self._repair(failed)
+            stored = True
+            self.published_total += len(items)
+        finally:
+            if not settled.done():
+                settled.set_result(stored)
+            if self._tail is settled:  # nothing in flight any more
+                self._tail = None
+                for chain in self.chains.values():
+                    chain.sent_seq = chain.last_seq
+                self._open.set()
+
+    async def _repair(self, failed: list[_Sent]) -> None:
+        """Every batch before this one is stored: find out what of `failed` the streams lack, and send it
+        again after where they end, until all of it is stored."""
+        self.fence_failures_total += len(failed)
+        backoff = Backoff(base=0.05, cap=2.0)
+        pending = [(share.chain, share.todo) for share in failed]
+        while pending:
+            missing = [
+                (chain, rest) for chain, todo in pending if (rest := await self._unsent(chain, todo, backoff))
+            ]
+            if not missing:
+                return
+            delay = backoff.next()
+            resend = sum(len(todo) for _, todo in missing)
+            self.log.warning("outputs.resend", messages=resend, retry_in=round(delay, 3))
+            self.resends_total += resend
+            await asyncio.sleep(delay)
+            sent = [await self._write(chain, todo, chain.last_seq) for chain, todo in missing]
+            await self._fences_back(sent)
+            pending = [(share.chain, share.todo) for share in sent if not self._stored(share, exact=False)]
+            self.fence_failures_total += len(pending)
+
+    async def _write(self, chain: Chain, todo: list[Item], seq: int) -> _Sent:
+        try:
+            return await self._send(chain, todo, seq)
+        except nats.errors.Error as exc:  # e.g. the reconnect buffer is full: find out and resend
+            self.log.warning("outputs.send_failed", error=repr(exc))
+            return _Sent(chain, todo, None)
+
+    async def _fences_back(self, sent: list[_Sent]) -> None:
+        """Hand what was written to the socket now, and wait (a while) for the fences' answers."""
+        if self._direct is not None:
+            self._direct.push()
+        fences = [share.fence for share in sent if share.fence is not None]
+        if fences:
+            await asyncio.wait(fences, timeout=self.ack_timeout)
+
+    def _stored(self, share: _Sent, *, exact: bool) -> bool:
+        """Did the share's fence come back stored (so everything before it is)? `exact`: at the sequence
+        it was meant for. A resent share may come back a duplicate, stored by an earlier try whose answer
+        was lost; the stream then holds it at its first sequence."""
+        if share.fence is None:
+            return False
+        self._fences.pop(share.reply, None)
+        ack = share.fence.result() if share.fence.done() else None
+        if ack is None or ack.error is not None or ack.stream != share.chain.stream:
+            return False
+        if exact and ack.seq != share.end:
+            return False
+        share.chain.last_seq, share.chain.last_id = ack.seq, share.todo[-1][2]
+        return True
 
     async def _unsent(self, chain: Chain, todo: list[Item], backoff: Backoff) -> list[Item]:
-        """After a failed fence: which of `todo` the stream does not have yet."""
+        """After a failed fence, with every batch before this one stored (up to `chain.last_seq`): which
+        of `todo` the stream lacks. It holds a prefix of the outputs, so it holds as many of `todo` as it
+        has messages beyond that, and no more than all of them (later batches may be stored too: their
+        writes were already on the wire). The id at the place found must be the one expected."""
+        start = chain.last_seq
         while True:
             try:
                 await self.resync(chain)
+                held = min(chain.last_seq - start, len(todo))
+                found = ""
+                if held > 0:
+                    at = start + held
+                    found = chain.last_id if at == chain.last_seq else await self._id_at(chain.stream, at)
                 break
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
                 delay = backoff.next()
@@ -159,13 +251,22 @@ class OutputPublisher:
                     "outputs.resync_failed", stream=chain.stream, error=repr(exc), retry_in=delay
                 )
                 await asyncio.sleep(delay)
-        ids = [item[2] for item in todo]
-        if chain.last_id in ids:
-            return todo[ids.index(chain.last_id) + 1 :]
-        return todo  # nothing of this batch got in (the stream ends where it ended before)
+        if held <= 0:
+            return todo  # nothing of this share got in (the stream ends where it ended before)
+        if found != todo[held - 1][2]:
+            # Not a prefix of this partition's outputs: something else writes to the stream. Nothing
+            # here can make that right; append the share after whatever is there, and say so.
+            self.log.error("outputs.foreign_message", stream=chain.stream, seq=start + held, msg_id=found)
+            return todo
+        chain.last_seq, chain.last_id = start + held, todo[held - 1][2]
+        return todo[held:]
 
-    async def _send(self, chain: Chain, todo: list[Item]) -> asyncio.Future[_Ack | None]:
-        """Write `todo` chained after the stream's end; the last one is the fence. While connected the
+    async def _id_at(self, stream: str, seq: int) -> str:
+        msg = await self.bus.js.get_msg(stream, seq=seq)
+        return str((msg.headers or {}).get(MSG_ID, ""))
+
+    async def _send(self, chain: Chain, todo: list[Item], seq: int) -> _Sent:
+        """Write `todo` chained after sequence `seq`; the last one is the fence. While connected the
         HPUB commands go straight to nats-py's pending buffer (nats-py 2.16 `_send_command`): the
         per-call validation of publish() is a third of the cost, and our subjects are valid by
         construction. While reconnecting, the public publish() buffers and checks limits."""
@@ -174,7 +275,6 @@ class OutputPublisher:
         reply = f"{self._prefix}.{self._n}"
         fence: asyncio.Future[_Ack | None] = asyncio.get_running_loop().create_future()
         self._fences[reply] = fence
-        seq = chain.last_seq
         last = len(todo) - 1
         if nc.is_connected:
             send = nc._send_command
@@ -199,7 +299,7 @@ class OutputPublisher:
             for i, (_, subject, msg_id, data) in enumerate(todo):
                 headers = {MSG_ID: msg_id, EXPECTED_LAST_SEQ: str(seq + i)}
                 await nc.publish(subject, data, reply=reply if i == last else "", headers=headers)
-        return fence
+        return _Sent(chain, todo, fence, reply, seq + len(todo))
 
     def stats(self) -> dict[str, float]:
         return {

@@ -19,6 +19,7 @@ import contextlib
 import os
 import time
 import warnings
+from collections import deque
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -79,6 +80,8 @@ class OrderEngineSettings(Settings, kw_only=True, forbid_unknown_fields=True):
     """Which share this instance takes: 0 .. engine_partitions-1."""
     engine_batch: Count = 500
     """Most commands taken from the input per batch (outputs and the input ack go per batch)."""
+    engine_pipeline: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    """Batches whose outputs may be on their way to the server at once (1: each waits for the last)."""
     engine_snapshot_every: Count = 50_000
     engine_snapshot_interval: PositiveFloat = 10.0
     engine_memory: Annotated[int, msgspec.Meta(ge=0)] = 20_000
@@ -146,7 +149,8 @@ class OrderEngine(Service[OrderEngineSettings]):
         self.recovering = True
         self._stopping = False
         self._loop: asyncio.Task[Any] | None = None
-        self._inflight: asyncio.Future[None] | None = None
+        self._stores: deque[asyncio.Future[None]] = deque()
+        """Stores of applied batches not yet settled, oldest first; each settles after the one before."""
         self._dead: list[Msg] = []
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
@@ -342,9 +346,10 @@ class OrderEngine(Service[OrderEngineSettings]):
                     await self._reload()
 
     async def _process(self, batch: list[tuple[Delivery, Msg]]) -> None:
-        """Apply a batch, then hand its outputs to the publishing task. The next batch is applied while
-        the server stores this one's outputs; a batch's outputs are sent only after the previous batch's
-        are all stored, so the output streams keep the engine's order."""
+        """Apply a batch, then hand its outputs to a store task. The next batch is applied while the server
+        stores this one's outputs, and its outputs are written without waiting for this one's to be
+        stored: up to NEXUS_ENGINE_PIPELINE batches are in flight. The publisher stores them in the order
+        they were handed in (outputs.py), so the output streams keep the engine's order."""
         ts = now_ns()
         items: list[Item] = []
         k, n, in_stream = self.partition, self.partitions, self.in_stream
@@ -370,19 +375,34 @@ class OrderEngine(Service[OrderEngineSettings]):
             self.stored = {}
         updates = self.engine.book_updates(ts)
         dead, self._dead = self._dead, []
-        await self._settle()
-        self._inflight = asyncio.ensure_future(self._store(items, updates, dead, batch[-1][1], self.in_seq))
+        stores = self._stores
+        while stores and (stores[0].done() or len(stores) >= self.settings.engine_pipeline):
+            await stores.popleft()
+        prev = stores[-1] if stores else None
+        stores.append(
+            asyncio.ensure_future(self._store(items, updates, dead, batch[-1][1], self.in_seq, prev))
+        )
         # One turn of the loop for the store task to write the outputs to the socket. Without it the task
-        # would first run at the next batch's _settle, after that batch was applied: no overlap at all.
+        # would first run when this loop next waits, after the next batch was applied: no overlap at all.
         await asyncio.sleep(0)
         self.counters["batches_total"] += 1
         self.last_batch = len(batch)
 
     async def _store(
-        self, items: list[Item], updates: list[Any], dead: list[Msg], last: Msg, seq: int
+        self,
+        items: list[Item],
+        updates: list[Any],
+        dead: list[Msg],
+        last: Msg,
+        seq: int,
+        prev: asyncio.Future[None] | None,
     ) -> None:
-        """Store a batch's outputs (retrying until they are), then its book data, then ack its input."""
+        """Store a batch's outputs (retrying until they are), then its book data, then ack its input. The
+        publisher stores batches in the order they were handed in; `prev`, the store of the batch before,
+        keeps the book data and the acks in that order too."""
         await self.publisher.publish(items)
+        if prev is not None:
+            await prev
         self.acked_seq = seq
         try:
             for update in updates:
@@ -395,16 +415,16 @@ class OrderEngine(Service[OrderEngineSettings]):
 
     async def _settle(self) -> None:
         """Wait until every output of the commands applied so far is stored."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            await inflight
+        stores = self._stores
+        while stores:
+            await stores.popleft()
 
     async def _drop_inflight(self) -> None:
-        """Cancel the store in flight, if any: what it had not stored is published again on replay."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            inflight.cancel()
-            await asyncio.gather(inflight, return_exceptions=True)
+        """Cancel the stores in flight, if any: what they had not stored is published again on replay."""
+        stores, self._stores = list(self._stores), deque()
+        for store in stores:
+            store.cancel()
+        await asyncio.gather(*stores, return_exceptions=True)
 
     async def _reload(self) -> None:
         """Throw the engine away and rebuild it from the last snapshot and the streams (as at start)."""

@@ -205,7 +205,8 @@ async def test_a_batch_is_on_the_socket_before_the_next_batch_is_applied(
 ) -> None:
     """The engine applies batch k+1 while the server stores batch k's outputs. So when batch k+1's first
     command is applied, batch k's outputs must have been written to the socket, not left in nats-py's
-    buffer for the store task's first turn (which would come only at batch k+1's _settle)."""
+    buffer for the store task's first turn (which would come only when the engine's loop next waits).
+    And batch k+1's outputs go out without waiting for batch k's to be confirmed."""
     running = await start_engine(fresh_nats.url, tmp_path / "var", engine_batch=20)
     try:
         service = running.service
@@ -216,6 +217,8 @@ async def test_a_batch_is_on_the_socket_before_the_next_batch_is_applied(
         """Outputs produced but not yet written, at the first command of each batch."""
         queued: list[int] = []
         """Commands waiting behind each batch when it began."""
+        in_flight: list[int] = []
+        """Earlier batches whose outputs were not yet confirmed stored, when each batch began."""
 
         def counting_writelines(chunks: list[bytes]) -> None:
             nonlocal written
@@ -232,6 +235,7 @@ async def test_a_batch_is_on_the_socket_before_the_next_batch_is_applied(
                 batch_seen = service.counters["batches_total"]
                 behind.append(produced - written)
                 queued.append(len(service.intake.queue))
+                in_flight.append(sum(1 for store in service._stores if not store.done()))
             out = process(cmd, ts, **options)
             produced += len(out)
             return out
@@ -260,6 +264,7 @@ async def test_a_batch_is_on_the_socket_before_the_next_batch_is_applied(
         assert len(behind) >= n // 20
         assert sum(1 for q in queued if q > 0) >= 3  # batches did go back to back
         assert behind == [0] * len(behind)
+        assert max(in_flight) >= 2  # a batch's outputs went out before the one before was confirmed
         await wait_for(lambda: service.publisher.published_total == produced, timeout=20)
     finally:
         assert await running.stop() == 0

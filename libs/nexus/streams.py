@@ -47,7 +47,13 @@ ENGINE_TRADES: Final = "ENGINE_TRADES"
 """Trades of engine partition k go to ENGINE_TRADES_<k> (republished on md.p0.trade.<venue>.<symbol>)."""
 
 DEDUPE_WINDOW: Final = 120.0
-"""Seconds within which a command (or an output) with the same Nats-Msg-Id is stored once."""
+"""Seconds within which a command with the same Nats-Msg-Id is stored once (a client's retry)."""
+OUTPUT_DEDUPE_WINDOW: Final = 10.0
+"""The same for an engine output. What keeps an output from being stored twice is its position: it carries
+the expected last sequence of its stream, so the server stores it only right after its predecessor, once.
+The ids are a second line for the seconds a resend takes. The server keeps every id of the window in
+memory (~2.5 outputs per order): at 120 s, after six saturated runs, that was a third of its memory, and
+it cost CPU and tail latency (BENCHMARKS.md, order engine)."""
 MAX_AGE: Final = 7 * 24 * 3600.0
 """Commands are kept a week: the engine replays from its last snapshot, which is seconds old."""
 MAX_BYTES: Final = 4 << 30
@@ -128,7 +134,7 @@ def engine_trades_stream_name(partition: int) -> str:
     return f"{ENGINE_TRADES}_{partition}"
 
 
-def engine_exec_stream(partition: int, dedupe_window: float = DEDUPE_WINDOW) -> StreamConfig:
+def engine_exec_stream(partition: int, dedupe_window: float = OUTPUT_DEDUPE_WINDOW) -> StreamConfig:
     """ENGINE_EXEC_<k>: the exec reports of engine partition k."""
     return _output_stream(
         engine_exec_stream_name(partition),
@@ -138,7 +144,7 @@ def engine_exec_stream(partition: int, dedupe_window: float = DEDUPE_WINDOW) -> 
     )
 
 
-def engine_trades_stream(partition: int, dedupe_window: float = DEDUPE_WINDOW) -> StreamConfig:
+def engine_trades_stream(partition: int, dedupe_window: float = OUTPUT_DEDUPE_WINDOW) -> StreamConfig:
     """ENGINE_TRADES_<k>: the trades of engine partition k."""
     return _output_stream(
         engine_trades_stream_name(partition),

@@ -2,7 +2,8 @@
 
     python bench/durable_relay.py NATS_URL
 
-A process written with nats-py alone that does what the engine's transport does and nothing else.
+A process written with nats-py alone (it takes only the streams' dedupe windows from nexus.streams) that
+does what the engine's transport does and nothing else.
 Commands arrive from a JetStream stream (RELAY_IN, file storage, dedupe by Nats-Msg-Id) through a push
 consumer, acked in batches (AckAll). For each, the same number of outputs as the engine stores for the
 bench's workload (a resting sell: its accepted report; a buy IOC that fills it: accepted, the taker's and
@@ -32,6 +33,8 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+
+from nexus.streams import DEDUPE_WINDOW, OUTPUT_DEDUPE_WINDOW
 
 IN_STREAM = "RELAY_IN"
 IN_SUBJECTS = "relay.in.>"
@@ -73,14 +76,14 @@ def command_subject(account: str) -> str:
 def stream_configs() -> list[StreamConfig]:
     return [
         StreamConfig(
-            name=IN_STREAM, subjects=[IN_SUBJECTS], storage=StorageType.FILE, duplicate_window=120.0
+            name=IN_STREAM, subjects=[IN_SUBJECTS], storage=StorageType.FILE, duplicate_window=DEDUPE_WINDOW
         ),
         *(
             StreamConfig(
                 name=name,
                 subjects=[source],
                 storage=StorageType.FILE,
-                duplicate_window=120.0,
+                duplicate_window=OUTPUT_DEDUPE_WINDOW,
                 republish=RePublish(src=source, dest=dest),
             )
             for name, (source, dest) in OUTPUTS.items()

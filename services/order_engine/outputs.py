@@ -70,6 +70,11 @@ class PublishAbandoned(Exception):
     """An earlier batch was given up (its publish was cancelled), so this one cannot follow it."""
 
 
+class ForeignMessage(Exception):
+    """An output stream holds a message this partition did not put there, where one of its own should be:
+    another writer. Nothing here can make that right, so publishing stops and says so."""
+
+
 @dataclass
 class _Sent:
     """One stream's share of a batch, as written: the fence's reply subject and the sequence it ends at."""
@@ -94,6 +99,8 @@ class OutputPublisher:
         self._n = 0
         self._tail: asyncio.Future[bool] | None = None
         """Resolves when the last batch handed in is settled: True if stored, False if abandoned."""
+        self._in_flight = 0
+        """Batches handed in and not yet settled."""
         self._open = asyncio.Event()
         """Cleared while batches in flight are being repaired: no new batch is written meanwhile."""
         self._open.set()
@@ -106,11 +113,16 @@ class OutputPublisher:
         self._direct = DirectPublish(self.bus.nc)
         self._prefix = self.bus.nc.new_inbox()
         self._sub = await self.bus.subscribe_raw(self._prefix + ".*", self._on_ack)
-        self._fences.clear()
-        self._tail = None
-        self._open.set()
+        self.reset()
         for chain in self.chains.values():
             await self.resync(chain)
+
+    def reset(self) -> None:
+        """Forget every batch in flight (after they were all cancelled); `resync` each chain next."""
+        self._fences.clear()
+        self._tail = None
+        self._in_flight = 0
+        self._open.set()
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -144,6 +156,7 @@ class OutputPublisher:
         await self._open.wait()
         prev, settled = self._tail, asyncio.get_running_loop().create_future()
         self._tail = settled
+        self._in_flight += 1
         stored = False
         try:
             by_stream: dict[str, list[Item]] = {}
@@ -172,7 +185,8 @@ class OutputPublisher:
         finally:
             if not settled.done():
                 settled.set_result(stored)
-            if self._tail is settled:  # nothing in flight any more
+            self._in_flight -= 1
+            if self._in_flight == 0:  # nothing in flight any more (also when some were abandoned)
                 self._tail = None
                 for chain in self.chains.values():
                     chain.sent_seq = chain.last_seq
@@ -254,10 +268,10 @@ class OutputPublisher:
         if held <= 0:
             return todo  # nothing of this share got in (the stream ends where it ended before)
         if found != todo[held - 1][2]:
-            # Not a prefix of this partition's outputs: something else writes to the stream. Nothing
-            # here can make that right; append the share after whatever is there, and say so.
             self.log.error("outputs.foreign_message", stream=chain.stream, seq=start + held, msg_id=found)
-            return todo
+            raise ForeignMessage(
+                f"{chain.stream} holds {found!r} at {start + held}, not {todo[held - 1][2]!r}"
+            )
         chain.last_seq, chain.last_id = start + held, todo[held - 1][2]
         return todo[held:]
 
@@ -276,29 +290,35 @@ class OutputPublisher:
         fence: asyncio.Future[_Ack | None] = asyncio.get_running_loop().create_future()
         self._fences[reply] = fence
         last = len(todo) - 1
-        if nc.is_connected:
-            send = nc._send_command
-            reply_b = reply.encode()
-            for i, (_, subject, msg_id, data) in enumerate(todo):
-                hdr = b"NATS/1.0\r\nNats-Msg-Id: %s\r\nNats-Expected-Last-Sequence: %d\r\n\r\n" % (
-                    msg_id.encode(),
-                    seq + i,
-                )
-                await send(
-                    b"HPUB %s %s %d %d\r\n%s%s\r\n"
-                    % (
-                        subject.encode(),
-                        reply_b if i == last else b"",
-                        len(hdr),
-                        len(hdr) + len(data),
-                        hdr,
-                        data,
+        try:
+            if nc.is_connected:
+                # the share in one append: nothing of another batch can come between its messages
+                reply_b = reply.encode()
+                commands = []
+                for i, (_, subject, msg_id, data) in enumerate(todo):
+                    hdr = b"NATS/1.0\r\nNats-Msg-Id: %s\r\nNats-Expected-Last-Sequence: %d\r\n\r\n" % (
+                        msg_id.encode(),
+                        seq + i,
                     )
-                )
-        else:
-            for i, (_, subject, msg_id, data) in enumerate(todo):
-                headers = {MSG_ID: msg_id, EXPECTED_LAST_SEQ: str(seq + i)}
-                await nc.publish(subject, data, reply=reply if i == last else "", headers=headers)
+                    commands.append(
+                        b"HPUB %s %s %d %d\r\n%s%s\r\n"
+                        % (
+                            subject.encode(),
+                            reply_b if i == last else b"",
+                            len(hdr),
+                            len(hdr) + len(data),
+                            hdr,
+                            data,
+                        )
+                    )
+                await nc._send_command(b"".join(commands))
+            else:
+                for i, (_, subject, msg_id, data) in enumerate(todo):
+                    headers = {MSG_ID: msg_id, EXPECTED_LAST_SEQ: str(seq + i)}
+                    await nc.publish(subject, data, reply=reply if i == last else "", headers=headers)
+        except BaseException:
+            self._fences.pop(reply, None)
+            raise
         return _Sent(chain, todo, fence, reply, seq + len(todo))
 
     def stats(self) -> dict[str, float]:

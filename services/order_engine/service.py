@@ -377,7 +377,8 @@ class OrderEngine(Service[OrderEngineSettings]):
         dead, self._dead = self._dead, []
         stores = self._stores
         while stores and (stores[0].done() or len(stores) >= self.settings.engine_pipeline):
-            await stores.popleft()
+            await asyncio.shield(stores[0])  # cancelling the loop must not cancel a store on its own
+            stores.popleft()
         prev = stores[-1] if stores else None
         stores.append(
             asyncio.ensure_future(self._store(items, updates, dead, batch[-1][1], self.in_seq, prev))
@@ -402,7 +403,7 @@ class OrderEngine(Service[OrderEngineSettings]):
         keeps the book data and the acks in that order too."""
         await self.publisher.publish(items)
         if prev is not None:
-            await prev
+            await asyncio.shield(prev)
         self.acked_seq = seq
         try:
             for update in updates:
@@ -417,7 +418,8 @@ class OrderEngine(Service[OrderEngineSettings]):
         """Wait until every output of the commands applied so far is stored."""
         stores = self._stores
         while stores:
-            await stores.popleft()
+            await asyncio.shield(stores[0])  # a timeout here leaves the store to _drop_inflight
+            stores.popleft()
 
     async def _drop_inflight(self) -> None:
         """Cancel the stores in flight, if any: what they had not stored is published again on replay."""
@@ -429,6 +431,7 @@ class OrderEngine(Service[OrderEngineSettings]):
     async def _reload(self) -> None:
         """Throw the engine away and rebuild it from the last snapshot and the streams (as at start)."""
         await self._drop_inflight()
+        self.publisher.reset()
         await self.intake.stop()
         self.engine = self._new_engine()
         self.in_seq = self.acked_seq = self.snapshot_seq = 0

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from nexus import streams, subjects
-from nexus.bus import Bus
+from nexus.bus import MSG_ID, Bus
 from nexus.natsserver import NatsServer
+from nexus.resilience import Backoff
 from nexus.testing import wait_for
-from order_engine.outputs import Item, OutputPublisher
+from order_engine.outputs import ForeignMessage, Item, OutputPublisher
 from tests.order_engine.streamtools import read_stream
 
 pytestmark = pytest.mark.integration
@@ -27,8 +28,10 @@ TRADES = streams.engine_trades_stream_name(0)
 async def engine_bus(fresh_nats: NatsServer) -> AsyncIterator[Bus]:
     bus = Bus([fresh_nats.url], name="test-engine")
     await bus.connect(give_up_after=5)
-    await bus.ensure_stream(streams.engine_exec_stream(0))
-    await bus.ensure_stream(streams.engine_trades_stream(0))
+    # ids kept for 100 ms (the least the server takes): what keeps a message from being stored twice here
+    # is its position
+    await bus.ensure_stream(streams.engine_exec_stream(0, dedupe_window=0.1))
+    await bus.ensure_stream(streams.engine_trades_stream(0, dedupe_window=0.1))
     yield bus
     await bus.close()
 
@@ -126,5 +129,25 @@ async def test_fences_that_time_out_are_settled_in_order_without_duplicates(
         assert [c.last_seq for c in publisher.chains.values()] == [15, 3]
         await publisher.publish(batch(3))  # and the chain goes on from the right place
         assert await stored_ids(engine_bus, EXEC) == ids(EXEC, range(4))
+    finally:
+        await publisher.stop()
+
+
+async def test_a_message_of_another_writer_where_ours_should_be_stops_publishing(
+    engine_bus: Bus, client_bus: Bus
+) -> None:
+    """The stream ends one message beyond what this partition stored, and that message is not its own:
+    no resend could make the stream a prefix of the outputs again, so the publisher says so and stops."""
+    publisher = OutputPublisher(engine_bus, [EXEC, TRADES])
+    await publisher.start()
+    try:
+        await publisher.publish(batch(0))
+        await client_bus.js.publish(
+            subjects.engine_exec(0, "mallory", "AAPL"), b"foreign", headers={MSG_ID: "foreign"}
+        )
+        chain = publisher.chains[EXEC]
+        todo = [item for item in batch(1) if item[0] == EXEC]
+        with pytest.raises(ForeignMessage, match="foreign"):
+            await publisher._unsent(chain, todo, Backoff(base=0.01, cap=0.1))
     finally:
         await publisher.stop()

@@ -20,7 +20,7 @@ them right after it, or not at all. A batch counts as stored only once every bat
 fence fails, no new batch is written until every batch in flight has been settled in order: each one,
 after the one before it, asks where the stream ends and sends again what it lacks. Messages of a later
 batch that were written on a wrong guess of the end are refused by the server (their expected last
-sequence does not match) or, if they were stored after all, recognised by their Nats-Msg-Id.
+sequence does not match); what was stored after all is found by its position, and its id checked there.
 """
 
 from __future__ import annotations

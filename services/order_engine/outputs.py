@@ -176,7 +176,7 @@ class OutputPublisher:
             # shielded: if this task is cancelled, the batch before it is not
             if prev is not None and not await asyncio.shield(prev):
                 raise PublishAbandoned("an earlier batch of outputs was abandoned")
-            failed = [share for share in sent if not self._stored(share, exact=True)]
+            failed = [share for share in sent if not self._stored(share)]
             if failed:
                 self._open.clear()  # every batch in flight is settled before anything new is written
                 await self._repair(failed)
@@ -211,7 +211,7 @@ class OutputPublisher:
             await asyncio.sleep(delay)
             sent = [await self._write(chain, todo, chain.last_seq) for chain, todo in missing]
             await self._fences_back(sent)
-            pending = [(share.chain, share.todo) for share in sent if not self._stored(share, exact=False)]
+            pending = [(share.chain, share.todo) for share in sent if not self._stored(share)]
             self.fence_failures_total += len(pending)
 
     async def _write(self, chain: Chain, todo: list[Item], seq: int) -> _Sent:
@@ -229,17 +229,15 @@ class OutputPublisher:
         if fences:
             await asyncio.wait(fences, timeout=self.ack_timeout)
 
-    def _stored(self, share: _Sent, *, exact: bool) -> bool:
-        """Did the share's fence come back stored (so everything before it is)? `exact`: at the sequence
-        it was meant for. A resent share may come back a duplicate, stored by an earlier try whose answer
-        was lost; the stream then holds it at its first sequence."""
+    def _stored(self, share: _Sent) -> bool:
+        """Did the share's fence come back stored where it was meant to be (so everything before it is)?
+        An output's place in its stream is fixed, so even a duplicate (stored by an earlier try whose
+        answer was lost) comes back at that sequence."""
         if share.fence is None:
             return False
         self._fences.pop(share.reply, None)
         ack = share.fence.result() if share.fence.done() else None
-        if ack is None or ack.error is not None or ack.stream != share.chain.stream:
-            return False
-        if exact and ack.seq != share.end:
+        if ack is None or ack.error is not None or ack.stream != share.chain.stream or ack.seq != share.end:
             return False
         share.chain.last_seq, share.chain.last_id = ack.seq, share.todo[-1][2]
         return True

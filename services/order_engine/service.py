@@ -298,7 +298,7 @@ class OrderEngine(Service[OrderEngineSettings]):
             await self._snapshot(fork=False)
         await self.gateway.stop()
         await self.cancel_tasks()
-        await self._drop_inflight()  # a store the cancelled loop had just started
+        await self._drop_inflight()  # stores the cancelled loop had started
         await self.publisher.stop()
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -375,10 +375,8 @@ class OrderEngine(Service[OrderEngineSettings]):
             self.stored = {}
         updates = self.engine.book_updates(ts)
         dead, self._dead = self._dead, []
+        await self._settle(keep=self.settings.engine_pipeline - 1)
         stores = self._stores
-        while stores and (stores[0].done() or len(stores) >= self.settings.engine_pipeline):
-            await asyncio.shield(stores[0])  # cancelling the loop must not cancel a store on its own
-            stores.popleft()
         prev = stores[-1] if stores else None
         stores.append(
             asyncio.ensure_future(self._store(items, updates, dead, batch[-1][1], self.in_seq, prev))
@@ -414,11 +412,12 @@ class OrderEngine(Service[OrderEngineSettings]):
         except Exception as exc:  # market data and acks are not the record: log, the next batch acks
             self.log.warning("engine.after_store_failed", error=repr(exc))
 
-    async def _settle(self) -> None:
-        """Wait until every output of the commands applied so far is stored."""
+    async def _settle(self, keep: int = 0) -> None:
+        """Wait until every output of the commands applied so far is stored, but for the last `keep`
+        batches'. Shielded: a timeout or a cancellation here leaves the stores to _drop_inflight."""
         stores = self._stores
-        while stores:
-            await asyncio.shield(stores[0])  # a timeout here leaves the store to _drop_inflight
+        while len(stores) > keep:
+            await asyncio.shield(stores[0])
             stores.popleft()
 
     async def _drop_inflight(self) -> None:

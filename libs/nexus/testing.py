@@ -203,3 +203,16 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def process_state(pid: int) -> str:
+    """The process's state letter from /proc (R running, S sleeping, T stopped, ...)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+async def pause_process(pid: int, timeout: float = 5.0) -> None:
+    """SIGSTOP a process of the test's own and wait until it is stopped: the signal takes effect
+    asynchronously, and a process still running for a moment can answer what was meant to wait."""
+    os.kill(pid, signal.SIGSTOP)
+    await wait_for(lambda: process_state(pid) == "T", timeout=timeout, interval=0.001)

@@ -14,7 +14,7 @@ from nexus import streams, subjects
 from nexus.bus import MSG_ID, Bus
 from nexus.natsserver import NatsServer
 from nexus.resilience import Backoff
-from nexus.testing import wait_for
+from nexus.testing import pause_process, wait_for
 from order_engine.outputs import ForeignMessage, Item, OutputPublisher
 from tests.order_engine.streamtools import read_stream
 
@@ -84,7 +84,7 @@ async def test_batches_lost_with_the_server_are_sent_again_in_order(
         await publisher.publish(batch(0))
         pid = fresh_nats.pid
         assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
+        await pause_process(pid)
         try:
             tasks = [asyncio.ensure_future(publisher.publish(batch(k))) for k in range(1, 5)]
             await asyncio.sleep(0.1)
@@ -113,8 +113,8 @@ async def test_fences_that_time_out_are_settled_in_order_without_duplicates(
     await publisher.start()
     pid = fresh_nats.pid
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
     try:
+        await pause_process(pid)
         tasks = [asyncio.ensure_future(publisher.publish(batch(k))) for k in range(3)]
         await asyncio.sleep(0.8)
         assert [t.exception() if t.done() else None for t in tasks] == [None] * 3

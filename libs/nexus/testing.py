@@ -213,6 +213,11 @@ def process_state(pid: int) -> str:
 
 async def pause_process(pid: int, timeout: float = 5.0) -> None:
     """SIGSTOP a process of the test's own and wait until it is stopped: the signal takes effect
-    asynchronously, and a process still running for a moment can answer what was meant to wait."""
+    asynchronously, and a process still running for a moment can answer what was meant to wait.
+    If it is not seen stopped in time, it is resumed before the error is raised."""
     os.kill(pid, signal.SIGSTOP)
-    await wait_for(lambda: process_state(pid) == "T", timeout=timeout, interval=0.001)
+    try:
+        await wait_for(lambda: process_state(pid) == "T", timeout=timeout, interval=0.001)
+    except BaseException:
+        os.kill(pid, signal.SIGCONT)
+        raise

@@ -19,7 +19,7 @@ from nexus import subjects
 from nexus.bus import Bus
 from nexus.instruments import load_instruments
 from nexus.natsserver import NatsServer
-from nexus.testing import ServiceProcess, wait_for
+from nexus.testing import ServiceProcess, pause_process, wait_for
 from tests.feed_handler.helpers import BINANCE_REC, LOBSTER_MSG, Collector, feed_handler, service
 
 pytestmark = pytest.mark.integration
@@ -183,7 +183,7 @@ seed = 3
         feed = svc.manager.feeds[uid]
         await wait_for(lambda: feed.counters.trades_total > 1000, timeout=20)
         assert fresh_nats.pid is not None
-        os.kill(fresh_nats.pid, signal.SIGSTOP)
+        await pause_process(fresh_nats.pid)
         try:
             await wait_for(lambda: feed.counters.conflated_total > 0, timeout=20)
         finally:

@@ -17,7 +17,7 @@ import pytest
 
 from nexus.fastpub import COALESCE_TURNS, DirectPublish
 from nexus.natsserver import NatsServer
-from nexus.testing import wait_for
+from nexus.testing import pause_process, wait_for
 
 COALESCE = pytest.mark.parametrize("coalesce", [0, 65_536], ids=["at-once", "coalescing"])
 
@@ -295,7 +295,7 @@ async def test_coalescing_behind_a_stalled_server_leaves_the_buffer_to_nats_py(
     sent, refused = 0, False
     pid = fresh_nats.pid
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
+    await pause_process(pid)
     try:
         for _ in range(1500):  # bounded: ~38 MB at most, far more than the socket's buffers hold
             for _ in range(50):
@@ -410,7 +410,7 @@ async def test_push_behind_a_stalled_server_leaves_the_buffer_to_nats_py(
     sent = 0
     pid = fresh_nats.pid
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
+    await pause_process(pid)
     try:
         for _ in range(300):  # bounded: 30 MB at most, far more than the socket's buffers hold
             assert publish.many(chunk) is None

@@ -87,6 +87,7 @@ class Intake:
         self.republished_total = 0
         self.duplicates_total = 0
         self.publish_failures_total = 0
+        self.ack_failures_total = 0
         self.batches_total = 0
         self.store_us_total = 0.0
 
@@ -222,8 +223,15 @@ class Intake:
         finally:
             if stored is not None and not stored.done():
                 stored.set_result(None)
-        for msg in batch:
-            await msg.ack()
+        for i, msg in enumerate(batch):
+            try:
+                await msg.ack()
+            except nats.errors.Error as exc:
+                # The connection is gone: the commands not acknowledged are delivered again (to this
+                # process once it reconnects, or to the next), and their decisions are then duplicates.
+                self.ack_failures_total += len(batch) - i
+                self.log.warning("intake.ack_failed", error=repr(exc), unacknowledged=len(batch) - i)
+                return
         self.forwarded_total += len(batch)
         self.batches_total += 1
 

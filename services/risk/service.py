@@ -522,6 +522,7 @@ class Risk(Service[RiskSettings]):
             out[f"intake_{tier}_queue"] = float(len(intake.queue))
             out[f"intake_{tier}_forwarded_total"] = float(intake.forwarded_total)
             out[f"intake_{tier}_duplicates_total"] = float(intake.duplicates_total)
+            out[f"intake_{tier}_ack_failures_total"] = float(intake.ack_failures_total)
             out[f"intake_{tier}_republished_total"] = float(intake.republished_total)
             out[f"intake_{tier}_batches_total"] = float(intake.batches_total)
             out[f"intake_{tier}_store_ms_total"] = intake.store_us_total / 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -149,3 +150,62 @@ async def test_a_publish_the_connection_refuses_is_sent_again_and_the_intake_goe
             return (await s.js.consumer_info(f"{uid}_IN", "risk-p1")).num_ack_pending == 0
 
         await wait_for(all_acked, timeout=10, interval=0.05)
+
+
+class _ClosingAfterStore(Intake):
+    """An intake whose connection closes once its first batch's decisions are stored, before the
+    commands are acknowledged: the moment a risk process loses its server between the two."""
+
+    closed = False
+
+    async def _store(self, forwards: list[Forward], futures: list[asyncio.Future[PubAck]], t0: float) -> None:
+        await super()._store(forwards, futures, t0)
+        if not self.closed:
+            self.closed = True
+            await self.js._nc.close()
+
+
+async def test_acks_lost_with_the_connection_are_counted_and_the_commands_decided_again_once(
+    nats_url: str, uid: str
+) -> None:
+    """The acknowledgements of a stored batch fail because the connection closed: the intake counts
+    them instead of failing its task, and the commands come again to the next intake, whose decisions
+    are duplicates the stream drops. Every command ends acknowledged, with one decision stored."""
+    n = 100
+    errors: list[BaseException] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, ctx: errors.append(ctx.get("exception") or Exception(ctx)))
+    try:
+        async with streams(nats_url, uid, n) as s:
+            own = await nats.connect(nats_url)
+            try:
+                failing = _ClosingAfterStore(
+                    own.jetstream(),
+                    stream=f"{uid}_IN",
+                    filter_subject=f"{uid}.in.>",
+                    tier=Tier.P1,
+                    decide=lambda msg, tier: s.forward(msg),
+                    batch=20,
+                )
+                await failing.start()
+                await wait_for(lambda: failing.ack_failures_total > 0, timeout=20)
+                await failing.stop()
+            finally:
+                await own.close()
+            assert failing.forwarded_total < n
+            assert await s.stored() >= failing.ack_failures_total
+
+            again = s.intake(Intake, lambda msg, tier: s.forward(msg))
+            await again.start()
+            await wait_for(lambda: again.forwarded_total == n - failing.forwarded_total, timeout=20)
+            assert again.duplicates_total >= failing.ack_failures_total
+            assert await s.stored() == n
+
+            async def all_acked() -> bool:
+                return (await s.js.consumer_info(f"{uid}_IN", "risk-p1")).num_ack_pending == 0
+
+            await wait_for(all_acked, timeout=10, interval=0.05)
+        gc.collect()  # a task that failed with nobody awaiting it is reported when it is collected
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []

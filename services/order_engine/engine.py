@@ -91,6 +91,7 @@ class SymbolState:
         "inst",
         "last_quote",
         "lot",
+        "lots_of",
         "next_oid",
         "next_trade",
         "prices",
@@ -98,6 +99,7 @@ class SymbolState:
         "seq",
         "symbol",
         "tick",
+        "ticks_of",
     )
 
     def __init__(self, inst: Instrument, venue: str) -> None:
@@ -119,6 +121,10 @@ class SymbolState:
         self.last_quote: tuple[int | None, int, int | None, int] | None = None
         self.prices: dict[int, Decimal] = {}
         self.qtys: dict[int, Decimal] = {}
+        self.ticks_of: dict[Decimal, int] = {}
+        """Prices of commands that passed every check, as ticks (see MatchingEngine._ticks)."""
+        self.lots_of: dict[Decimal, int] = {}
+        """Quantities of commands that passed every check, as lots (see MatchingEngine._lots)."""
         self.blank = ExecReport(
             account="", client_order_id="", exec_type=_ACCEPTED, symbol=inst.symbol, venue=venue
         )
@@ -749,8 +755,26 @@ class MatchingEngine:
             raise Rejected(Reason.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         return st
 
+    # The same prices and quantities recur: one that passed the checks before is a dict lookup (26 ns)
+    # instead of the checks and a Decimal division (~300 ns). Equal decimals hash alike (100 and 100.0
+    # are one key, with one number of lots); a signalling NaN cannot be hashed, and goes to the checks.
+
     @staticmethod
     def _lots(st: SymbolState, qty: Decimal) -> int:
+        try:
+            lots = st.lots_of.get(qty)
+        except TypeError:
+            lots = None
+        if lots is not None:
+            return lots
+        lots = MatchingEngine._checked_lots(st, qty)
+        if len(st.lots_of) >= _CACHE_MAX:
+            st.lots_of.clear()
+        st.lots_of[qty] = lots
+        return lots
+
+    @staticmethod
+    def _checked_lots(st: SymbolState, qty: Decimal) -> int:
         if not qty.is_finite():
             raise Rejected(Reason.INVALID_FIELD, f"quantity {qty} is not a number")
         if qty <= 0:
@@ -769,6 +793,20 @@ class MatchingEngine:
     def _ticks(st: SymbolState, price: Decimal | None) -> int:
         if price is None:
             raise Rejected(Reason.PRICE_REQUIRED, "a limit order needs a price")
+        try:
+            ticks = st.ticks_of.get(price)
+        except TypeError:
+            ticks = None
+        if ticks is not None:
+            return ticks
+        ticks = MatchingEngine._checked_ticks(st, price)
+        if len(st.ticks_of) >= _CACHE_MAX:
+            st.ticks_of.clear()
+        st.ticks_of[price] = ticks
+        return ticks
+
+    @staticmethod
+    def _checked_ticks(st: SymbolState, price: Decimal) -> int:
         if not price.is_finite():
             raise Rejected(Reason.INVALID_FIELD, f"price {price} is not a number")
         if price <= 0:

@@ -302,6 +302,8 @@ def test_stp_decrement_reduces_both_by_the_overlap(engine: MatchingEngine) -> No
         ("0.1", "2000", "BBB", Reason.QTY_BELOW_MIN),
         ("1", "-1", "AAA", Reason.PRICE_NOT_POSITIVE),
         ("1", "NaN", "AAA", Reason.INVALID_FIELD),
+        ("1", "sNaN", "AAA", Reason.INVALID_FIELD),
+        ("sNaN", "100.00", "AAA", Reason.INVALID_FIELD),
         ("1", "1E+100000", "AAA", Reason.INVALID_FIELD),
         ("1", "100.00", "NOPE", Reason.UNKNOWN_SYMBOL),
         ("1", "50", "HALT", Reason.INSTRUMENT_NOT_TRADABLE),
@@ -314,6 +316,25 @@ def test_bad_orders_are_rejected_with_a_reason_and_counted(
     assert [(r.exec_type, r.reason) for r in reports(out)] == [(ExecType.REJECTED, reason)]
     assert engine.stats()[f"rejects_{reason.lower()}_total"] == 1
     assert levels(engine) == ([], [])
+
+
+def test_prices_and_quantities_seen_before_are_checked_alike(engine: MatchingEngine) -> None:
+    """The engine remembers prices and quantities that passed its checks; an equal decimal written
+    otherwise is the same value, and a value that fails still fails after valid ones were seen."""
+    new(engine, "a", BUY, "1", "100.00", coid="a1")
+    new(engine, "a", BUY, "1.0", "100.0", coid="a2")
+    new(engine, "a", BUY, "2", "100", coid="a3")
+    assert levels(engine) == ([(D("100.00"), D(4))], [])
+    for coid, qty, price, reason in [
+        ("b1", "1", "sNaN", Reason.INVALID_FIELD),
+        ("b2", "sNaN", "100.00", Reason.INVALID_FIELD),
+        ("b3", "1", "100.005", Reason.PRICE_OFF_TICK),
+        ("b4", "1.5", "100.00", Reason.QTY_NOT_LOT_MULTIPLE),
+        ("b5", "501", "100", Reason.QTY_ABOVE_MAX),
+    ]:
+        out = new(engine, "a", BUY, qty, price, coid=coid)
+        assert [(r.exec_type, r.reason) for r in reports(out)] == [(ExecType.REJECTED, reason)]
+    assert levels(engine) == ([(D("100.00"), D(4))], [])
 
 
 def test_cancel_all_cancels_every_open_order_of_the_account_only(engine: MatchingEngine) -> None:

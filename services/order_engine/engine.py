@@ -139,6 +139,13 @@ class SymbolState:
             px = self.prices[ticks] = ticks * self.tick
         return px
 
+    def average(self, notional: int, cum: int) -> Decimal | None:
+        """The average price of `cum` lots filled for `notional` (ticks*lots); None before a fill."""
+        if cum == 0:
+            return None
+        q, r = divmod(notional, cum)
+        return self.price(q) if r == 0 else average_price(notional, cum, self.tick)
+
     def qty(self, lots: int) -> Decimal:
         q = self.qtys.get(lots)
         if q is None:
@@ -278,8 +285,25 @@ class MatchingEngine:
         )
         st.next_oid += 1
         self.known[key] = order
-        accepted = self._order_report(st, order, _ACCEPTED, ts)
-        order.first = accepted
+        # The first report: the symbol's blank one with the order's own fields. Every later report of
+        # the order is a copy of this one (see _report).
+        st.seq += 1
+        size = st.qty(lots)
+        order.first = order.last = accepted = _copy_with(
+            st.blank,
+            account=order.account,
+            client_order_id=order.coid,
+            order_id=order.oid,
+            side=cmd.side,
+            order_type=cmd.order_type,
+            price=None if market else st.price(order.price),
+            qty=size,
+            cum_qty=st.qty(0),
+            leaves_qty=size,
+            seq=st.seq,
+            ts_cmd=order.ts_cmd,
+            ts_event=ts,
+        )
         out.append(accepted)
 
         tif = TimeInForce.IOC if market and cmd.tif is TimeInForce.GTC else cmd.tif
@@ -318,23 +342,16 @@ class MatchingEngine:
                 st.next_trade += 1
                 px = st.price(price)
                 size = st.qty(lots)
-                out.append(self._fill_report(st, maker, px, size, trade_id, ts))
-                if maker.leaves == 0:
+                maker_leaves = maker.leaves
+                maker.last = self._fill(
+                    st, maker, maker_leaves, maker.cum, maker.notional, size, px, trade_id, "maker", ts
+                )
+                out.append(maker.last)
+                if maker_leaves == 0:
                     self._unindex(st, maker)
                     self._closed(maker)
-                taker.last = self._report(
-                    st,
-                    taker,
-                    _FILLED if leaves == 0 else _PARTIAL,
-                    ts,
-                    qty=qty,
-                    cum=cum,
-                    leaves=leaves,
-                    notional=notional,
-                    last_qty=size,
-                    last_px=px,
-                    trade_id=trade_id,
-                    liquidity="taker",
+                taker.last = self._fill(
+                    st, taker, leaves, cum, notional, size, px, trade_id, "taker", ts, qty
                 )
                 out.append(taker.last)
                 st.seq += 1
@@ -371,7 +388,7 @@ class MatchingEngine:
                     self._unindex(st, maker)
                     out.append(self._close(st, maker, Reason.SELF_TRADE, ts, "decremented to zero (STP)"))
                 else:
-                    maker.last = self._order_report(
+                    maker.last = self._report(
                         st, maker, _REPLACED, ts, reason=Reason.SELF_TRADE, text="decremented (STP)"
                     )
                     out.append(maker.last)
@@ -393,22 +410,6 @@ class MatchingEngine:
                 out.append(taker.last)
         return False
 
-    def _fill_report(
-        self, st: SymbolState, maker: Order, px: Decimal, size: Decimal, trade_id: str, ts: int
-    ) -> ExecReport:
-        report = self._order_report(
-            st,
-            maker,
-            _FILLED if maker.leaves == 0 else _PARTIAL,
-            ts,
-            last_qty=size,
-            last_px=px,
-            trade_id=trade_id,
-            liquidity="maker",
-        )
-        maker.last = report
-        return report
-
     # -- cancel and replace -------------------------------------------------------------------------
 
     def _target(self, st: SymbolState, account: str, orig: str) -> Order:
@@ -428,7 +429,7 @@ class MatchingEngine:
         self._check_new_key(key)
         order = self._target(st, cmd.account, cmd.orig_client_order_id)
         self._unrest(st, order)
-        report = self._order_report(
+        report = self._report(
             st,
             order,
             _CANCELLED,
@@ -481,7 +482,7 @@ class MatchingEngine:
             self._rest(st, new)
 
     def _replaced(self, st: SymbolState, order: Order, cmd: ReplaceOrder, ts: int) -> ExecReport:
-        report = self._order_report(
+        report = self._report(
             st,
             order,
             _REPLACED,
@@ -522,7 +523,7 @@ class MatchingEngine:
             orders = st.account_orders.get(cmd.account, {})
             for order in sorted(orders.values(), key=_by_order_id):
                 self._unrest(st, order)
-                report = self._order_report(
+                report = self._report(
                     st,
                     order,
                     _CANCELLED,
@@ -562,7 +563,7 @@ class MatchingEngine:
 
     def _close(self, st: SymbolState, order: Order, reason: str, ts: int, text: str) -> ExecReport:
         """Cancel what is left of an order that is not on the book (or was just taken off by matching)."""
-        report = self._order_report(st, order, _CANCELLED, ts, leaves=0, reason=reason, text=text)
+        report = self._report(st, order, _CANCELLED, ts, leaves=0, reason=reason, text=text)
         order.last = report
         order.leaves = 0
         self._closed(order)
@@ -588,42 +589,38 @@ class MatchingEngine:
 
     # -- reports ------------------------------------------------------------------------------------
 
-    def _order_report(
+    def _fill(
         self,
         st: SymbolState,
         order: Order,
-        exec_type: ExecType,
+        leaves: int,
+        cum: int,
+        notional: int,
+        size: Decimal,
+        px: Decimal,
+        trade_id: str,
+        liquidity: str,
         ts: int,
-        *,
-        leaves: int | None = None,
-        client_order_id: str = "",
-        orig_client_order_id: str = "",
-        reason: str = "",
-        text: str = "",
-        last_qty: Decimal | None = None,
-        last_px: Decimal | None = None,
-        trade_id: str = "",
-        liquidity: str = "",
-        ts_cmd: int | None = None,
+        qty: int | None = None,
     ) -> ExecReport:
-        return self._report(
-            st,
-            order,
-            exec_type,
-            ts,
-            qty=order.qty,
-            cum=order.cum,
-            leaves=order.leaves if leaves is None else leaves,
-            notional=order.notional,
-            client_order_id=client_order_id,
-            orig_client_order_id=orig_client_order_id,
-            reason=reason,
-            text=text,
-            last_qty=last_qty,
-            last_px=last_px,
+        """The report of a fill of `order`, with its state right after it (a taker's is passed in: the
+        book has moved on past this fill by the time its reports are built). Positional: the hot path."""
+        st.seq += 1
+        first: ExecReport = order.first
+        return _copy_with(
+            first,
+            exec_type=_PARTIAL if leaves else _FILLED,
+            price=None if order.market else st.price(order.price),
+            qty=st.qty(order.qty if qty is None else qty),
+            last_qty=size,
+            last_px=px,
+            cum_qty=st.qty(cum),
+            leaves_qty=st.qty(leaves),
+            avg_px=st.average(notional, cum),
             trade_id=trade_id,
             liquidity=liquidity,
-            ts_cmd=ts_cmd,
+            seq=st.seq,
+            ts_event=ts,
         )
 
     def _report(
@@ -633,67 +630,32 @@ class MatchingEngine:
         exec_type: ExecType,
         ts: int,
         *,
-        qty: int,
-        cum: int,
-        leaves: int,
-        notional: int,
+        qty: int | None = None,
+        cum: int | None = None,
+        leaves: int | None = None,
+        notional: int | None = None,
         client_order_id: str = "",
         orig_client_order_id: str = "",
         reason: str = "",
         text: str = "",
-        last_qty: Decimal | None = None,
-        last_px: Decimal | None = None,
-        trade_id: str = "",
-        liquidity: str = "",
         ts_cmd: int | None = None,
     ) -> ExecReport:
+        """Any other report of an accepted order: its first report (see _new) copied with what can have
+        changed set (msgspec's replace sets a few fields about 3x faster than a Struct is built from
+        keywords). Quantities are the order's unless given (a taker's during matching)."""
         st.seq += 1
-        if cum == 0:
-            avg = None
-        else:
-            q, r = divmod(notional, cum)
-            avg = st.price(q) if r == 0 else average_price(notional, cum, st.tick)
-        # Every report of an order is its first one (or, for that first one, the symbol's blank report
-        # with the order's own fields) with what can have changed since set: msgspec's replace copies a
-        # Struct and sets a few fields about 3x faster than a Struct is built from keywords.
-        base: ExecReport | None = order.first
-        if base is None:
-            base = _copy_with(
-                st.blank,
-                account=order.account,
-                client_order_id=order.coid,
-                order_id=order.oid,
-                side=_BUY if order.is_buy else _SELL,
-                order_type=_MARKET if order.market else _LIMIT,
-                ts_cmd=order.ts_cmd,
-            )
-        price = None if order.market else st.price(order.price)
-        if last_qty is not None:  # a fill
-            return _copy_with(
-                base,
-                exec_type=exec_type,
-                price=price,
-                qty=st.qty(qty),
-                last_qty=last_qty,
-                last_px=last_px,
-                cum_qty=st.qty(cum),
-                leaves_qty=st.qty(leaves),
-                avg_px=avg,
-                trade_id=trade_id,
-                liquidity=liquidity,
-                seq=st.seq,
-                ts_event=ts,
-            )
+        cum = order.cum if cum is None else cum
+        first: ExecReport = order.first
         return _copy_with(
-            base,
+            first,
             exec_type=exec_type,
             client_order_id=client_order_id or order.coid,
             orig_client_order_id=orig_client_order_id,
-            price=price,
-            qty=st.qty(qty),
+            price=None if order.market else st.price(order.price),
+            qty=st.qty(order.qty if qty is None else qty),
             cum_qty=st.qty(cum),
-            leaves_qty=st.qty(leaves),
-            avg_px=avg,
+            leaves_qty=st.qty(order.leaves if leaves is None else leaves),
+            avg_px=st.average(order.notional if notional is None else notional, cum),
             reason=reason,
             text=text,
             seq=st.seq,

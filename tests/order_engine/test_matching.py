@@ -239,6 +239,18 @@ def test_duplicate_client_order_id_is_rejected_and_the_original_untouched(engine
     assert kinds(new(engine, "b", BUY, "1", "98.00", coid="same")) == [("accepted", "same", "")]
 
 
+def test_the_latest_report_of_an_order_is_its_accepted_one_until_something_happens(
+    engine: MatchingEngine,
+) -> None:
+    (accepted,) = reports(new(engine, "a", BUY, "2", "99.00", coid="rest"))
+    assert engine.query("a", "rest", latest=True) == accepted
+    new(engine, "b", SELL, "1", "99.00", coid="hit")
+    latest = engine.query("a", "rest", latest=True)
+    assert latest is not None
+    assert (latest.exec_type, latest.cum_qty, latest.leaves_qty) == (ExecType.PARTIALLY_FILLED, 1, 1)
+    assert engine.query("a", "rest") == accepted
+
+
 def test_stp_cancel_newest_cancels_the_incoming_order(engine: MatchingEngine) -> None:
     new(engine, "a", SELL, "2", "100.00", coid="rest")
     out = new(engine, "a", BUY, "2", "100.00", coid="in", stp=StpMode.CANCEL_NEWEST)

@@ -310,7 +310,7 @@ class MatchingEngine:
         if tif is TimeInForce.FOK and not book.fillable(order, ticks):
             out.append(self._close(st, order, Reason.FOK_NOT_FILLABLE, ts, "not enough liquidity to fill"))
             return
-        if self._match(st, order, ticks, ts, out):
+        if book.crosses(is_buy, ticks) and self._match(st, order, ticks, ts, out):
             return
         if tif is TimeInForce.GTC:
             self._rest(st, order)
@@ -478,7 +478,7 @@ class MatchingEngine:
         new.leaves = qty - order.cum
         self.known[(order.account, order.coid)] = new
         out.append(self._replaced(st, new, cmd, ts))
-        if not self._match(st, new, price, ts, out):
+        if not (book.crosses(new.is_buy, price) and self._match(st, new, price, ts, out)):
             self._rest(st, new)
 
     def _replaced(self, st: SymbolState, order: Order, cmd: ReplaceOrder, ts: int) -> ExecReport:
@@ -579,13 +579,13 @@ class MatchingEngine:
         self._forget_beyond_memory(key)
 
     def _forget_beyond_memory(self, key: tuple[str, str]) -> None:
-        closed = self.closed
+        closed, known = self.closed, self.known
         closed.append(key)
         while len(closed) > self.memory:
             old = closed.popleft()
-            rec = self.known.get(old)
-            if rec is not None and not (type(rec) is Order and rec.live):
-                del self.known[old]
+            rec = known.pop(old, None)
+            if type(rec) is Order and rec.live:
+                known[old] = rec  # open again under that id since: not forgotten
 
     # -- reports ------------------------------------------------------------------------------------
 

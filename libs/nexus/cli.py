@@ -160,7 +160,7 @@ async def _up(args: argparse.Namespace) -> int:
     log = get_logger("nexus.up")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
         loop.add_signal_handler(sig, stop.set)
 
     data_dir: Path = args.data_dir

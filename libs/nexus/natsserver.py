@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from nexus.errors import NatsServerError
-from nexus.procs import die_with_parent
+from nexus.procs import OWN_PROCESS_GROUP, die_with_parent
 
 
 def find_binary() -> Path:
@@ -106,6 +106,7 @@ class NatsServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
+                process_group=OWN_PROCESS_GROUP,
             )
         finally:
             log.close()

@@ -12,6 +12,13 @@ import sys
 _PR_SET_PDEATHSIG = 1
 
 
+OWN_PROCESS_GROUP = 0
+"""`process_group=` for a child of `nexus up` (and the embedded nats-server): a group of its own, so a
+terminal's Ctrl-C (SIGINT to the foreground group) reaches only the parent, which stops the services
+first and the server last. In the parent's group, the server would exit with everyone at once, under the
+services' last acks and their stop."""
+
+
 def die_with_parent() -> None:
     """preexec_fn: ask Linux to SIGTERM this child when its parent dies (no orphan after a kill -9)."""
     if sys.platform.startswith("linux"):

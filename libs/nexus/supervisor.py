@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nexus.logs import get_logger
-from nexus.procs import die_with_parent
+from nexus.procs import OWN_PROCESS_GROUP, die_with_parent
 from nexus.resilience import Backoff
 
 STABLE_AFTER = 30.0
@@ -59,6 +59,7 @@ class Child:
             env=self.env,
             stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=die_with_parent,
+            process_group=OWN_PROCESS_GROUP,
         )
         self.started_at = time.monotonic()
 

@@ -41,13 +41,17 @@ def _events(log: Path) -> list[dict[str, object]]:
 
 @pytest.mark.slow
 @pytest.mark.integration
-async def test_nexus_up_starts_everything_restarts_a_crash_and_stops_without_orphans(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
+async def test_nexus_up_starts_everything_restarts_a_crash_and_stops_without_orphans(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [NEXUS, "up", "--nats-port", "0", "--nats-monitor-port", "0", "--http-port-base", "0",
              "--data-dir", str(tmp_path / "var")],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, as a shell gives a command it runs
         )  # fmt: skip
     pids: set[int] = set()
     try:
@@ -85,7 +89,9 @@ async def test_nexus_up_starts_everything_restarts_a_crash_and_stops_without_orp
         assert any(e.get("event") == "child.crashed" for e in _events(log))
         await bus.close()
 
-        proc.send_signal(signal.SIGINT)
+        # Ctrl-C in a terminal is SIGINT to the whole foreground process group, not to one process;
+        # closing the terminal is SIGHUP to it.
+        os.killpg(proc.pid, stop_signal)
         assert await asyncio.to_thread(proc.wait, 30) == 0
     finally:
         if proc.poll() is None:
@@ -95,6 +101,12 @@ async def test_nexus_up_starts_everything_restarts_a_crash_and_stops_without_orp
     stopped = [e for e in _events(log) if e.get("event") == "child.stopped"]
     assert {e["child"] for e in stopped} == {n for n, _, _ in SERVICES}
     assert all(e["exit_code"] == 0 for e in stopped), stopped
+    # The Ctrl-C reached `nexus up` only: the services stopped while their server was still up, and
+    # the server was stopped last, by `nexus up` (SIGTERM), not by the Ctrl-C.
+    lost = [e for e in _events(log) if e.get("event") in ("bus.disconnected", "bus.drain_failed")]
+    assert lost == []
+    trapped = re.findall(r'Trapped "(\w+)" signal', (tmp_path / "var/nats/nats-server.log").read_text())
+    assert trapped == ["terminated"]
 
 
 def _get(url: str) -> tuple[int, bytes]:

@@ -240,8 +240,9 @@ def run_baseline(commands: list[Command]) -> float:
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
     n = 30_000 if args.quick else 200_000
+    commands = workload(n)  # a draw of a cancel or replace before any order rested makes no command
+    n = len(commands)
     header(f"order engine: in-process matching, mixed workload ({n:,} commands, {len(SYMBOLS)} symbols)")
-    commands = workload(n)
     ops = core_ops(commands)
     engine = MatchingEngine(load_instruments())
     outputs = sum(len(engine.process(c, 0)) for c in commands)

@@ -61,7 +61,7 @@ _AVG_QUANTUM = Decimal("0.000001")
 """Average prices are rounded (half-even) to a millionth of a tick."""
 
 _BUY, _SELL = Side.BUY, Side.SELL
-_LIMIT, _MARKET = OrderType.LIMIT, OrderType.MARKET
+_MARKET = OrderType.MARKET
 _ACCEPTED = ExecType.ACCEPTED
 _PARTIAL = ExecType.PARTIALLY_FILLED
 _FILLED = ExecType.FILLED

@@ -15,7 +15,8 @@ from typing import Any, Literal
 import msgspec
 import structlog
 
-_json = msgspec.json.Encoder()
+_json = msgspec.json.Encoder(enc_hook=repr)
+"""A value JSON cannot hold (a type, an exception, a socket) is logged as its repr: a log line never fails."""
 
 
 def _serialize(obj: Any, **_: Any) -> str:
@@ -60,7 +61,13 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
+        foreign_pre_chain=[
+            *shared,
+            structlog.stdlib.ExtraAdder(),
+            _drop_color_message,
+            # stdlib records with exc_info (uvicorn's "Exception in ASGI application") get a traceback
+            *([] if use_console else [structlog.processors.format_exc_info]),
+        ],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import msgspec
 import nats
 import nats.errors
 import nats.js.errors
@@ -64,6 +63,7 @@ class BusStats:
     reconnects_total: int = 0
     slow_consumer_total: int = 0
     errors_total: int = 0
+    lost_total: int = 0
     decode_samples: list[str] = field(default_factory=list)
 
     def as_stats(self) -> dict[str, float]:
@@ -130,6 +130,10 @@ class Bus:
         self._dlq_subject = subjects.dead_letter(self.service)
         self._closing = False
         self._error_log = _Throttle()
+        self.on_lost: Callable[[str], None] | None = None
+        """Called when a connection closes without close() or drain(): nats-py gives up on some server
+        errors (e.g. a protocol line over the server's limit) and does not reconnect, so the process
+        cannot carry on. The service runner stops the service then (the supervisor restarts it)."""
 
     # -- connection ---------------------------------------------------------------------------------
 
@@ -201,7 +205,15 @@ class Bus:
         self.log.info("bus.reconnected", url=self._url(self._nc))
 
     async def _on_closed(self) -> None:
-        self.log.info("bus.closed")
+        if self._closing:
+            self.log.info("bus.closed")
+            return
+        self.stats.lost_total += 1
+        errors = [repr(nc.last_error) for nc in (self._nc, self._nc_p0) if nc is not None and nc.last_error]
+        reason = "; ".join(errors) or "closed by the server"
+        self.log.error("bus.lost", error=reason)
+        if self.on_lost is not None:
+            self.on_lost(reason)
 
     @staticmethod
     def _url(nc: Client | None) -> str:
@@ -291,7 +303,7 @@ class Bus:
             self.stats.received_total += 1
             try:
                 obj = dec.decode(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except messages.DECODE_ERRORS as exc:
                 await self._decode_failed(msg, exc, throttle)
                 return
             try:
@@ -392,7 +404,7 @@ class Bus:
             reply: Message
             try:
                 request = dec.decode(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except messages.DECODE_ERRORS as exc:
                 await self._decode_failed(msg, exc, throttle)
                 reply = ErrorReply(code="DECODE_ERROR", reason=str(exc))
             else:

@@ -16,7 +16,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import msgspec
 import nats
 import nats.errors
 from nats.aio.msg import Msg
@@ -105,7 +104,7 @@ async def _sub(args: argparse.Namespace) -> int:
         try:
             obj = decoder.decode(msg.data)
             line = f"{msg.subject} {messages.tag_of(type(obj))} {msg.data.decode()}"
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except messages.DECODE_ERRORS as exc:
             line = f"{msg.subject} !undecodable ({exc}) {msg.data[:200]!r}"
         print(line, flush=True)
         seen += 1

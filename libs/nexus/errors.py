@@ -33,7 +33,8 @@ class SubjectError(NexusError, ValueError):
     def __init__(self, value: str, reason: str) -> None:
         self.value = value
         self.reason = reason
-        super().__init__(f"{value!r} is not a valid subject token: {reason}")
+        shown = repr(value) if len(value) <= 80 else f"{value[:80]!r}... ({len(value)} characters)"
+        super().__init__(f"{shown} is not a valid subject token: {reason}")
 
 
 class NatsServerError(NexusError):

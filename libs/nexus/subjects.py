@@ -54,6 +54,7 @@ from typing import Final
 
 from nexus.errors import SubjectError
 from nexus.messages import (
+    TOKEN_MAX,
     AccountRisk,
     Alert,
     BookDelta,
@@ -99,6 +100,8 @@ def token(value: str) -> str:
     """Return `value` if it is a valid subject token, else raise SubjectError."""
     if not _TOKEN.fullmatch(value):
         raise SubjectError(value, "only A-Z a-z 0-9 _ - are allowed and it must not be empty")
+    if len(value) > TOKEN_MAX:
+        raise SubjectError(value, f"a token is at most {TOKEN_MAX} characters")
     return value
 
 

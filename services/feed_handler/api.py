@@ -46,7 +46,7 @@ async def _read_feed(request: Request) -> Any:
         return msgspec.json.decode(data, type=FeedConfig)
     except msgspec.ValidationError as exc:
         raise HTTPException(status_code=422, detail=f"invalid feed definition: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise HTTPException(status_code=400, detail=f"malformed JSON: {exc}") from None
 
 

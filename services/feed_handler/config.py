@@ -256,7 +256,7 @@ def _token(name: str, field: str, value: str) -> None:
     try:
         token(value)
     except SubjectError as exc:
-        raise ConfigError(name, f"{field} {value!r}: {exc.reason}") from None
+        raise ConfigError(name, f"{field} {value[:80]!r}: {exc.reason}") from None
 
 
 def _url(name: str, field: str, value: str, schemes: tuple[str, ...]) -> None:

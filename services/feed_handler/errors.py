@@ -24,7 +24,8 @@ class ConfigError(FeedError, ValueError):
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
         self.reason = reason
-        super().__init__(f"{name}: {reason}" if name else reason)
+        shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
+        super().__init__(f"{shown}: {reason}" if name else reason)
 
 
 class FeedNotFound(FeedError, LookupError):

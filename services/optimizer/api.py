@@ -44,6 +44,8 @@ def decode_request(data: bytes) -> OptimizeRequest:
                 ErrorCode.NAN_INPUT, "the JSON contains NaN or Infinity: every number must be finite"
             ) from None
         raise OptimizerError(ErrorCode.DECODE_ERROR, str(exc)) from None
+    except RecursionError as exc:  # JSON nested deeper than msgspec follows
+        raise OptimizerError(ErrorCode.DECODE_ERROR, str(exc)) from None
 
 
 def _matrix(name: str, rows: tuple[tuple[float, ...], ...]) -> Array:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
-import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from nexus import messages, subjects
 from nexus.bus import Bus
 from nexus.client import OrderClient, SubmitTimeout
+from nexus.errors import SubjectError
 from nexus.logs import get_logger
 from nexus.messages import ErrorReply, ExecReport, Message, OrderCommandMsg
 from nexus.subjects import ANY, Tier
@@ -83,7 +83,7 @@ class Gateway:
         reply: Message
         try:
             cmd = messages.decode(messages.OrderCommandMsg, msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except messages.DECODE_ERRORS as exc:
             self.bad_requests_total += 1
             reply = ErrorReply(code="DECODE_ERROR", reason=str(exc))
         else:
@@ -98,6 +98,9 @@ class Gateway:
                     reply = await self.submit(cmd)
                 except SubmitTimeout as exc:
                     reply = ErrorReply(code="TIMEOUT", reason=str(exc))
+                except SubjectError as exc:  # e.g. an empty symbol: no subject to send it on
+                    self.bad_requests_total += 1
+                    reply = ErrorReply(code="INVALID_FIELD", reason=str(exc))
                 except Exception as exc:  # an answer is owed to the requester whatever happened
                     self.log.exception("gateway.failed", error=repr(exc))
                     reply = ErrorReply(code="INTERNAL", reason=repr(exc))

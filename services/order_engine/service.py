@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import nats.errors
 import nats.js.errors
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from nats.aio.msg import Msg
 
 from nexus import messages, streams, subjects
@@ -451,7 +451,7 @@ class OrderEngine(Service[OrderEngineSettings]):
         engine = self.engine
         try:
             cmd = self.decoder.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except messages.DECODE_ERRORS as exc:
             self.counters["decode_errors_total"] += 1
             self._dead.append(msg)
             return engine.reject_raw(
@@ -563,7 +563,7 @@ class OrderEngine(Service[OrderEngineSettings]):
         reply: Message | None
         try:
             q = messages.decode(OrderQuery, msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except messages.DECODE_ERRORS as exc:
             reply = ErrorReply(code="DECODE_ERROR", reason=str(exc)) if self.partition == 0 else None
         else:
             reply = self.answer_query(q, msg.subject.rsplit(".", 1)[-1])
@@ -596,7 +596,7 @@ class OrderEngine(Service[OrderEngineSettings]):
         reply: Message
         try:
             req = messages.decode(BookRequest, msg.data) if msg.data else BookRequest(symbol=symbol)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except messages.DECODE_ERRORS as exc:
             reply = ErrorReply(code="DECODE_ERROR", reason=str(exc))
         else:
             reply = self.book(symbol, req.depth)
@@ -688,6 +688,9 @@ class OrderEngine(Service[OrderEngineSettings]):
         @router.get("/orders/{account}/{client_order_id}", response_class=MsgspecResponse)
         async def query(account: str, client_order_id: str, symbol: str = "", latest: bool = False) -> Any:
             """The first answer to a command (or, with latest=true, the order's latest report)."""
+            subjects.token(account)  # 422 when it cannot be one (nexus.runtime's handler)
+            if symbol:
+                subjects.token(symbol)
             q = OrderQuery(account=account, client_order_id=client_order_id, symbol=symbol, latest=latest)
             local = self.answer_query(q, account)
             if local is None:
@@ -705,11 +708,13 @@ class OrderEngine(Service[OrderEngineSettings]):
         @router.get("/orders/{account}", response_class=MsgspecResponse)
         async def open_orders(account: str) -> MsgspecResponse:
             """The latest report of every open order of the account in this engine partition."""
+            subjects.token(account)
             return MsgspecResponse([o.last for o in self.engine.open_orders(account)])
 
         @router.get("/book/{symbol}", response_class=MsgspecResponse, tags=["market data"])
-        async def book(symbol: str, depth: int = 10) -> MsgspecResponse:
+        async def book(symbol: str, depth: Annotated[int, Query(ge=0)] = 10) -> MsgspecResponse:
             """L2 book of a symbol (depth levels a side, 0 = all); `seq` is the last output it includes."""
+            subjects.token(symbol)
             if self.owns(symbol):
                 snap = self.book(symbol, depth)
             else:
@@ -749,5 +754,5 @@ def _client_order_id(data: bytes) -> str:
     """The client order id of an undecodable command, when the JSON holds one (for the reject)."""
     try:
         return msgspec.json.decode(data, type=_Coid).client_order_id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except messages.DECODE_ERRORS:
         return ""

@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import msgspec
-
+from nexus.messages import DECODE_ERRORS
 from order_engine import snapshot
 from order_engine.snapshot import Snapshot
 
@@ -52,6 +51,6 @@ class SnapshotStore:
                 continue
             try:
                 return snapshot.decode(data), problems
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except DECODE_ERRORS as exc:
                 problems.append(f"{path}: {exc}")
         return None, problems

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
@@ -117,7 +116,7 @@ class Reports:
             self.reports_total += 1
             try:
                 report = self._decoder.decode(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except messages.DECODE_ERRORS as exc:
                 self.decode_errors_total += 1
                 self.log.warning(
                     "reports.decode_failed", stream=stream, error=str(exc), sample=msg.data[:200]

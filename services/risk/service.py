@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
@@ -28,7 +28,7 @@ from nats.js.api import KeyValueConfig, PubAck, RetentionPolicy, StorageType, St
 from nats.js.kv import KeyValue
 
 from nexus import messages, streams, subjects
-from nexus.errors import SettingsError
+from nexus.errors import SettingsError, SubjectError
 from nexus.instruments import load_instruments
 from nexus.messages import (
     AccountRisk,
@@ -128,6 +128,7 @@ class Risk(Service[RiskSettings]):
                 "decode_errors_total",
                 "route_errors_total",
                 "check_errors_total",
+                "invalid_numbers_total",
                 "kills_total",
                 "limit_changes_total",
                 "marks_total",
@@ -233,13 +234,17 @@ class Risk(Service[RiskSettings]):
         tokens = msg.subject.split(".")  # ord.inp.<k>.<tier>.<account>.<symbol>
         account, symbol = tokens[-2], tokens[-1]
         out_subject = subjects.order_approved(tier, account, symbol)
-        headers = msg.headers or {}
+        # The decision is stored under the command's own id. A command published without one (straight
+        # into the stream) is known by its place in the stream: an id made from its account and client
+        # order id would be the one of an earlier command reusing them, and this one's answer (a
+        # DUPLICATE_ORDER_ID reject) would be dropped as that one's duplicate.
+        in_place = f"{streams.ORDER_ENTRY}:{msg.metadata.sequence.stream}"
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id") or in_place
         try:
             cmd = self.decoder.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except messages.DECODE_ERRORS as exc:
             self.counters["decode_errors_total"] += 1
             self.log.warning("risk.decode_failed", subject=msg.subject, error=str(exc), sample=msg.data[:200])
-            msg_id = headers.get("Nats-Msg-Id") or f"{streams.ORDER_ENTRY}:{msg.metadata.sequence.stream}"
             return out_subject, msg_id, msg.data  # the engine answers it with DECODE_ERROR
         try:
             misrouted = cmd.account != account or subjects.command_symbol(cmd) != symbol
@@ -247,10 +252,7 @@ class Risk(Service[RiskSettings]):
             misrouted = True
         if misrouted:
             self.counters["route_errors_total"] += 1
-            # not under the id of the account it names: that account's own command would be dropped
-            msg_id = headers.get("Nats-Msg-Id") or f"{streams.ORDER_ENTRY}:{msg.metadata.sequence.stream}"
             return out_subject, msg_id, msg.data  # the engine answers it with INVALID_FIELD
-        msg_id = headers.get("Nats-Msg-Id") or streams.command_id(cmd.account, cmd.client_order_id)
         t0 = time.perf_counter_ns()
         try:
             kind = type(cmd)
@@ -261,6 +263,9 @@ class Risk(Service[RiskSettings]):
             else:
                 self.counters["cancels_total"] += 1
                 verdict = self.checker.check_cancel(cmd)
+        except InvalidOperation:  # NaN, Infinity, or a number Decimal arithmetic cannot take (1e999999)
+            self.counters["invalid_numbers_total"] += 1
+            verdict = Reason.INVALID_FIELD, "a price or quantity is not a finite number in range"
         except Exception as exc:  # a bug in a check must not let the order through, nor stop risk
             self.counters["check_errors_total"] += 1
             self.log.exception("risk.check_failed", command=repr(cmd), error=repr(exc))
@@ -316,7 +321,7 @@ class Risk(Service[RiskSettings]):
             return  # md.<tier>.<kind>.<venue>.<symbol>
         try:
             md = self._md_decoder.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except messages.DECODE_ERRORS:
             return  # the feed handler's business; risk only skips it
         self.counters["marks_total"] += 1
         self.checker.market.quote(md.symbol, md.bid_px, md.ask_px)
@@ -423,8 +428,13 @@ class Risk(Service[RiskSettings]):
             state = TradingState(value)
             if name == GLOBAL:
                 self.checker.global_state = state
-            else:
-                self.checker.account(name).state = state
+                continue
+            try:
+                subjects.token(name)
+            except SubjectError:  # saved before accounts were checked as tokens: no subject can name it
+                self.log.warning("risk.state_dropped", account=name[:80], state=value)
+                continue
+            self.checker.account(name).state = state
         marks = await self._load(_MARKS_KEY) or {}
         market = self.checker.market
         for symbol, (mark, bid, ask) in marks.items():  # until live market data says otherwise

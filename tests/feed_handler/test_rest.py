@@ -99,6 +99,13 @@ async def test_add_start_stop_remove_feeds_and_groups_with_4xx_reasons(
         r = await http.post("/groups", json={"name": "g3", "members": ["s3"]})
         assert r.status_code == 422
         assert "at least two members" in r.json()["detail"]
+        # a name that would make subjects longer than nats-server takes (it closes the connection)
+        r = await http.post("/feeds", json=synthetic("F" * 5000, uid, autostart=False))
+        assert r.status_code == 422
+        assert "at most 64 characters" in r.json()["detail"]
+        assert len(r.json()["detail"]) < 400
+        r = await http.post("/feeds", content=b'{"a":' * 3000)  # nested deeper than msgspec follows
+        assert r.status_code == 400
         r = await http.post("/feeds/s1/start")
         assert r.status_code == 409
         assert "member of group" in r.json()["detail"]

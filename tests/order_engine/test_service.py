@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from nats.js.api import StreamConfig
 
@@ -93,6 +94,13 @@ async def test_request_reply_and_rest_order_entry(engine: RunningEngine, client_
     with pytest.raises(RemoteError) as err:
         await client_bus.request(subjects.order_request("mallory"), order, m.ExecReport, timeout=10)
     assert err.value.code == "INVALID_FIELD"
+    no_symbol = msgspec.structs.replace(order, client_order_id="rr-2", symbol="")
+    with pytest.raises(RemoteError) as err:  # no subject to send it on
+        await client_bus.request(subjects.order_request("carol"), no_symbol, m.ExecReport, timeout=10)
+    assert err.value.code == "INVALID_FIELD"
+    for raw in (b'{"a":' * 3000, b"\xff"):  # nested deeper than msgspec follows; not JSON
+        reply = await client_bus.nc.request(subjects.order_request("carol"), raw, timeout=10)
+        assert msgspec.json.decode(reply.data)["code"] == "DECODE_ERROR"
 
     async with httpx.AsyncClient(base_url=engine.runner.http_url, timeout=10) as http:
         body = m.encode(
@@ -119,6 +127,30 @@ async def test_request_reply_and_rest_order_entry(engine: RunningEngine, client_
         assert (r.json()["exec_type"], r.json()["symbol"]) == ("accepted", "_all")
         r = await http.post("/orders", content=b'{"type":"new_order","account":"carol"}')
         assert r.status_code == 422
+        # names that cannot be subject tokens, and ids too long for a header: 422, nothing sent
+        good = {"type": "new_order", "account": "dave", "client_order_id": "x", "symbol": "MSFT"}
+        good |= {"side": "buy", "qty": "1", "price": "1"}
+        for field, odd, said in [
+            ("symbol", "A" * 5000, "$.symbol"),  # over nats-server's protocol line: the connection closes
+            ("account", "A" * 4100, "$.account"),
+            ("account", "bad acct", "$.account"),
+            ("account", "", "not a valid subject token"),
+            ("client_order_id", "c" * 70_000, "$.client_order_id"),
+            ("client_order_id", "two\r\nlines", "$.client_order_id"),  # it goes into a header
+        ]:
+            r = await http.post("/orders", json={**good, field: odd})
+            assert r.status_code == 422, (field, odd[:20], r.status_code)
+            assert said in r.text
+        for path in (
+            "/orders/bad%20acct/x",
+            "/orders/" + "A" * 4100 + "/x",
+            "/orders/bad%20acct",
+            "/book/" + "A" * 100,
+            "/book/MSFT?depth=-1",
+        ):
+            r = await http.get(path)
+            assert r.status_code == 422, (path[:30], r.status_code)
+        assert (await http.get("/readyz")).status_code == 200
         r = await http.get("/orders/carol/nope", params={"symbol": "MSFT"})
         assert r.status_code == 404
         r = await http.get("/book/NOPE")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from nats.js.api import DiscardPolicy
 
@@ -34,6 +35,7 @@ from nexus.messages import (
 from nexus.natsserver import NatsServer
 from nexus.testing import wait_for
 from risk.limits import AccountLimits
+from risk.service import CONTROL_BUCKET
 from tests.order_engine.conftest import RunningEngine, start_engine
 from tests.risk.conftest import RunningRisk, client, publish_quote, start_risk
 
@@ -290,6 +292,12 @@ async def test_limit_changes_over_rest_are_audited_and_survive_a_restart(
         assert "NOPE" in unknown.text
         assert (await http.get("/accounts/nobody")).status_code == 404
         assert (await http.post("/kill", json={"state": "sleeping"})).status_code == 422
+        for odd in ("A" * 4100, "bad acct"):  # not a subject token: refused before anything is saved
+            bad = await http.post("/kill", json={"state": "halted", "account": odd})
+            assert bad.status_code == 422, (odd[:20], bad.status_code)
+            assert "account" in bad.text
+        assert (await http.get("/state")).json()["accounts"] == {}
+        assert (await http.get("/readyz")).status_code == 200
         assert (await http.get("/limits/alice")).json()["symbol"]["SPY"]["max_order_qty"] == "20"
     await wait_for(lambda: len(audits) == 1, timeout=5)
     assert (audits[0].scope, audits[0].field, audits[0].new, audits[0].operator) == (
@@ -304,6 +312,10 @@ async def test_limit_changes_over_rest_are_audited_and_survive_a_restart(
     )
     # a restarted risk service keeps both the change and the halt
     assert await risk.stop() == 0
+    # and drops a state saved for a name no subject can hold (an older version saved what /kill got)
+    control = await client_bus.js.key_value(CONTROL_BUCKET)
+    saved = msgspec.json.decode((await control.get("states")).value or b"{}")
+    await control.put("states", msgspec.json.encode({**saved, "K" * 4100: "halted"}))
     again = await start_risk(fresh_nats.url)
     try:
         await publish_quote(client_bus, "SPY", "499.99", "500.01")
@@ -314,6 +326,15 @@ async def test_limit_changes_over_rest_are_audited_and_survive_a_restart(
         assert (await bob.new_order("SPY", Side.BUY, "1", price="500.00")).reason == Reason.TRADING_HALTED
         # and it rebuilt alice's open order from the engine's reports
         assert len(again.service.checker.accounts["alice"].orders) == 1
+        # an account-wide kill goes over every account it knows: the dropped name is not one of them
+        assert "K" * 4100 not in again.service.checker.accounts
+        await client_bus.request(
+            subjects.kill_switch(),
+            KillSwitch(state=TradingState.REDUCING, cancel_open=True),
+            KillSwitch,
+            timeout=5,
+        )
+        assert again.service.bus.connected
     finally:
         assert await again.stop() == 0
 
@@ -339,6 +360,11 @@ async def test_bad_input_is_answered_or_counted_and_risk_goes_on(risk: RunningRi
     await wait_for(lambda: risk.service.counters["decode_errors_total"] == 2, timeout=5)
     await wait_for(lambda: risk.service.counters["route_errors_total"] == 1, timeout=5)
     assert (await alice.new_order("SPY", Side.BUY, "1", price="500.00")).exec_type is ExecType.ACCEPTED
+    # numbers Decimal arithmetic cannot take: refused for the field, not as a failed check
+    for qty, price in [("NaN", "500.00"), ("Infinity", "500.00"), ("1e999999", "500.00"), ("1", "NaN")]:
+        refused = await alice.submit(order("alice", f"odd-{qty}-{price}", qty=qty, price=price))
+        assert (refused.exec_type, refused.reason) == (ExecType.REJECTED, Reason.INVALID_FIELD), (qty, price)
+    assert risk.service.counters["check_errors_total"] == 0
 
 
 async def test_cancels_overtake_a_burst_of_new_orders(risk: RunningRisk, client_bus: Bus) -> None:
@@ -443,6 +469,41 @@ async def test_a_misrouted_command_does_not_take_the_id_of_the_account_it_names(
     alice = await client(client_bus, "alice")
     mine = await alice.submit(order("alice", "taken-1"))
     assert mine.exec_type is ExecType.ACCEPTED
+
+
+async def test_json_nested_too_deep_is_answered_and_the_intake_goes_on(
+    risk: RunningRisk, client_bus: Bus
+) -> None:
+    """msgspec raises RecursionError, not a DecodeError, on JSON nested a few thousand deep. Such a
+    command in the stream must be answered like any undecodable one, not stop every later order."""
+    alice = await client(client_bus, "alice")
+    answers: list[ExecReport] = []
+    alice.on_report = answers.append
+    await client_bus.js.publish(subjects.order_entry(subjects.Tier.P1, "alice", "SPY"), b'{"a":' * 3000)
+    after = await alice.submit(order("alice", "after-deep"))
+    assert after.exec_type is ExecType.ACCEPTED
+    await wait_for(lambda: any(r.reason == Reason.DECODE_ERROR for r in answers), timeout=5)
+    assert risk.service.counters["decode_errors_total"] == 1
+
+
+async def test_a_reused_client_order_id_sent_without_a_msg_id_is_answered(
+    risk: RunningRisk, client_bus: Bus
+) -> None:
+    """Straight into the stream, without a Nats-Msg-Id, a second command reusing a client order id is
+    stored; risk refuses it (DUPLICATE_ORDER_ID), and that answer must not be taken for the first
+    command's decision and dropped."""
+    alice = await client(client_bus, "alice")
+    answers: list[ExecReport] = []
+    alice.on_report = answers.append
+    for price in ("500.00", "499.00"):
+        await client_bus.js.publish(
+            subjects.order_entry(subjects.Tier.P1, "alice", "SPY"),
+            messages.encode(order("alice", "reused-1", price=price)),
+        )
+    await wait_for(lambda: len([r for r in answers if r.client_order_id == "reused-1"]) == 2, timeout=5)
+    first, second = (r for r in answers if r.client_order_id == "reused-1")
+    assert first.exec_type is ExecType.ACCEPTED
+    assert (second.exec_type, second.reason) == (ExecType.REJECTED, Reason.DUPLICATE_ORDER_ID)
 
 
 async def test_a_command_with_an_empty_symbol_is_answered_and_the_intake_goes_on(

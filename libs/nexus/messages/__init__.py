@@ -3,8 +3,9 @@
     decode(MARKET_DATA, data)  ->  Trade | Quote | BookSnapshot | BookDelta
     encode(msg)                ->  JSON bytes
 
-`match` on the decoded type. Decoders raise msgspec.DecodeError / msgspec.ValidationError on bad input;
-the bus counts and logs those and keeps going.
+`match` on the decoded type. Decoders raise msgspec.DecodeError / msgspec.ValidationError on bad input,
+and RecursionError on JSON nested deeper than msgspec follows (`{"a":` a few thousand times): catch
+DECODE_ERRORS wherever bytes come from outside. The bus counts and logs those and keeps going.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import Any, Final, TypeAlias
 import msgspec
 
 from nexus.messages.base import (
+    TOKEN_MAX,
+    ClientOrderId,
     ExecType,
     Message,
     Nanos,
+    OptionalToken,
     OrderType,
     Price,
     Qty,
@@ -24,6 +28,7 @@ from nexus.messages.base import (
     Side,
     StpMode,
     TimeInForce,
+    Token,
     TradingState,
     now_ns,
 )
@@ -130,6 +135,10 @@ def decoder(kind: Any) -> msgspec.json.Decoder[Any]:
     return dec
 
 
+DECODE_ERRORS: Final = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+"""What decoding bytes from outside can raise (ValidationError is a DecodeError; listed for the reader)."""
+
+
 def decode(kind: Any, data: bytes | bytearray | memoryview) -> Any:
     """Decode `data` as `kind` (a message type or a union). Raises msgspec.DecodeError/ValidationError."""
     return decoder(kind).decode(data)
@@ -143,7 +152,9 @@ def tag_of(kind: type[Message]) -> str:
 
 
 __all__ = [
+    "DECODE_ERRORS",
     "PUBLIC_MESSAGES",
+    "TOKEN_MAX",
     "AccountRisk",
     "Alert",
     "AnyMessage",
@@ -153,6 +164,7 @@ __all__ = [
     "BookSnapshot",
     "CancelAll",
     "CancelOrder",
+    "ClientOrderId",
     "CovEstimator",
     "ErrorReply",
     "ExecReport",
@@ -169,6 +181,7 @@ __all__ = [
     "NewOrder",
     "Objective",
     "OptimizeRequest",
+    "OptionalToken",
     "OrderCommand",
     "OrderCommandMsg",
     "OrderQuery",
@@ -187,6 +200,7 @@ __all__ = [
     "Side",
     "StpMode",
     "TimeInForce",
+    "Token",
     "Trade",
     "TradingState",
     "decode",

@@ -21,6 +21,29 @@ Price = Annotated[Decimal, msgspec.Meta(description='decimal price as a string, 
 Qty = Annotated[Decimal, msgspec.Meta(description='decimal quantity as a string, e.g. "0.0125"')]
 Nanos = Annotated[int, msgspec.Meta(ge=0, description="nanoseconds since the Unix epoch")]
 
+TOKEN_MAX = 64
+"""The longest subject token (an account, a symbol, a venue): a subject stays far below nats-server's
+4 KiB protocol line, beyond which the server closes the connection."""
+TOKEN_PATTERN = rf"^[A-Za-z0-9_-]{{1,{TOKEN_MAX}}}$"
+Token = Annotated[
+    str,
+    msgspec.Meta(pattern=TOKEN_PATTERN, description=f"1-{TOKEN_MAX} of A-Z a-z 0-9 _ - (a subject token)"),
+]
+OptionalToken = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=rf"^[A-Za-z0-9_-]{{0,{TOKEN_MAX}}}$",
+        description=f"empty, or 1-{TOKEN_MAX} of A-Z a-z 0-9 _ - (a subject token)",
+    ),
+]
+ClientOrderId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=rf"^[!-~]{{0,{TOKEN_MAX}}}$",
+        description=f"up to {TOKEN_MAX} visible ASCII characters, no spaces (it is the Nats-Msg-Id header)",
+    ),
+]
+
 
 def now_ns() -> int:
     """Wall-clock time in integer nanoseconds (the unit of every timestamp on the wire)."""

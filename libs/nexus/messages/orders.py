@@ -3,33 +3,41 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
+
+import msgspec
 
 from nexus.messages.base import (
+    ClientOrderId,
     ExecType,
     Message,
     Nanos,
+    OptionalToken,
     OrderType,
     Price,
     Qty,
     Side,
     StpMode,
     TimeInForce,
+    Token,
 )
 
 
 class OrderCommand(Message, frozen=True, kw_only=True):
     """Fields of every order command. `client_order_id` is unique per account and is the JetStream
-    Nats-Msg-Id of the command, so a retried submit is the same command. `ts` is the client's send time."""
+    Nats-Msg-Id of the command, so a retried submit is the same command. `ts` is the client's send time.
+    Accounts and symbols are subject tokens; an empty one decodes, and the engine rejects it
+    (INVALID_FIELD) like any other command it cannot take."""
 
-    account: str
-    client_order_id: str
+    account: OptionalToken
+    client_order_id: ClientOrderId
     ts: Nanos = 0
 
 
 class NewOrder(OrderCommand, frozen=True, kw_only=True, tag="new_order"):
     """A new order. Market orders carry no price; they are IOC and rejected when the other side is empty."""
 
-    symbol: str
+    symbol: OptionalToken
     side: Side
     qty: Qty
     price: Price | None = None
@@ -43,16 +51,16 @@ class NewOrder(OrderCommand, frozen=True, kw_only=True, tag="new_order"):
 class CancelOrder(OrderCommand, frozen=True, kw_only=True, tag="cancel_order"):
     """Cancel the order whose client order id is `orig_client_order_id`."""
 
-    symbol: str
-    orig_client_order_id: str
+    symbol: OptionalToken
+    orig_client_order_id: ClientOrderId
 
 
 class ReplaceOrder(OrderCommand, frozen=True, kw_only=True, tag="replace_order"):
     """Change price and/or quantity of a resting order. A price change or a size increase loses time
     priority; a size decrease keeps it. Omitted fields keep their value."""
 
-    symbol: str
-    orig_client_order_id: str
+    symbol: OptionalToken
+    orig_client_order_id: ClientOrderId
     price: Price | None = None
     qty: Qty | None = None
 
@@ -60,7 +68,7 @@ class ReplaceOrder(OrderCommand, frozen=True, kw_only=True, tag="replace_order")
 class CancelAll(OrderCommand, frozen=True, kw_only=True, tag="cancel_all"):
     """Cancel every open order of the account, or only those of `symbol`."""
 
-    symbol: str | None = None
+    symbol: OptionalToken | None = None
 
 
 class ExecReport(Message, frozen=True, kw_only=True, tag="exec_report"):
@@ -169,9 +177,9 @@ class OrderQuery(Message, frozen=True, kw_only=True, tag="order_query"):
     order. With `symbol` only the engine partition serving it answers (an ErrorReply when it does not
     know the id); without it, only a partition that knows the id answers."""
 
-    account: str
-    client_order_id: str
-    symbol: str = ""
+    account: Token
+    client_order_id: ClientOrderId
+    symbol: OptionalToken = ""
     latest: bool = False
 
 
@@ -179,5 +187,5 @@ class BookRequest(Message, frozen=True, kw_only=True, tag="book_request"):
     """Request on `ord.book.<symbol>`: the engine's L2 book of `symbol`, `depth` levels a side
     (0 = every level); the reply is a BookSnapshot whose `seq` is the last output it includes."""
 
-    symbol: str
-    depth: int = 10
+    symbol: Token
+    depth: Annotated[int, msgspec.Meta(ge=0)] = 10

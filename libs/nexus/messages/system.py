@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from nexus.messages.base import Message, Nanos, Price, Qty, TradingState
+from nexus.messages.base import Message, Nanos, OptionalToken, Price, Qty, TradingState
 
 
 class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
@@ -52,7 +52,7 @@ class KillSwitch(Message, frozen=True, kw_only=True, tag="kill_switch"):
     `cancel_open`, every open order of the affected accounts is cancelled."""
 
     state: TradingState
-    account: str = ""
+    account: OptionalToken = ""
     cancel_open: bool = True
     reason: str = ""
     operator: str = ""

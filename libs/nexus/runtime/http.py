@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import nexus
+from nexus.errors import SubjectError
 
 if TYPE_CHECKING:
     from nexus.runtime.runner import Runner
@@ -40,7 +41,7 @@ async def read_body(request: Request, kind: type[T]) -> T:
         return msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as exc:
         raise HTTPException(status_code=422, detail=f"invalid {kind.__name__}: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise HTTPException(status_code=400, detail=f"malformed JSON: {exc}") from None
 
 
@@ -82,6 +83,12 @@ def build_app(runner: Runner) -> FastAPI:
         description=(service.__doc__ or "").strip(),
     )
     _install_openapi_components(app)
+
+    @app.exception_handler(SubjectError)
+    async def bad_token(request: Request, exc: SubjectError) -> JSONResponse:
+        """A name from the request (an account, a symbol) that cannot be a subject token: the client's
+        mistake, so a 422 with the reason, wherever a route meets it."""
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -255,7 +255,7 @@ class BinanceProtocol:
                 self._depth(raw, ts_recv)
             else:
                 self._trade(raw, kind, ts_recv)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             self.out.bad_input(classify(exc), raw)
         except BadInput as exc:
             self.out.bad_input(exc, raw)
@@ -470,7 +470,7 @@ class BinanceProtocol:
             snap = _snapshot.decode(raw)
             st = self._state(venue_symbol.upper())
             values = _snapshot_values.decode(raw)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             self.snapshot_failed(venue_symbol.upper())
             self.out.bad_input(classify(exc), raw)
             return

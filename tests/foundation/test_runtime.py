@@ -128,3 +128,18 @@ async def test_each_service_process_heartbeats_answers_health_and_exits_0_on_sig
         code = await asyncio.to_thread(proc.terminate)
     assert code == 0
     await wait_for(lambda: heartbeats[-1].state == "stopped", timeout=3)
+
+
+async def test_a_connection_the_server_closes_for_good_stops_the_service_with_exit_1(
+    nats_url: str, uid: str
+) -> None:
+    """nats-py does not reconnect after some server errors; here a protocol line over nats-server's
+    4 KiB limit. A service left alive without NATS would never recover: it stops, and exits 1 so that
+    its supervisor starts it again."""
+    settings = load_settings(Settings, {}, nats_url=[nats_url], instance=uid)
+    runner = Runner(Echo, settings)
+    task = asyncio.create_task(runner.run(install_signals=False))
+    await wait_for(lambda: runner.state == "ready", timeout=10)
+    await runner.bus.nc.publish("x" * 5000, b"")  # not a subject any builder makes: the server refuses
+    assert await asyncio.wait_for(task, 20) == 1
+    assert runner.bus.stats.lost_total == 1

@@ -67,6 +67,10 @@ class _LoopLag:
         return self.last_max_ms
 
 
+LOST_STOP_TIMEOUT = 10.0
+"""Seconds a service may take to stop after its NATS connection was lost for good."""
+
+
 class Runner:
     """Owns one service instance's process-level concerns."""
 
@@ -87,6 +91,8 @@ class Runner:
         self.started_ns = now_ns()
         self.http_url = ""
         self.stop_requested = asyncio.Event()
+        self.exit_code = 0
+        self.bus.on_lost = self._bus_lost
         self._hb_seq = 0
         self._lag = _LoopLag()
         self.registry = CollectorRegistry(auto_describe=True)
@@ -134,6 +140,13 @@ class Runner:
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
+    def _bus_lost(self, reason: str) -> None:
+        """A NATS connection closed for good under the service: stop, and exit 1 so that the supervisor
+        (nexus up, compose) starts it again, connected; not ready meanwhile, rather than alive and deaf."""
+        self.exit_code = 1
+        self.log.error("service.nats_lost", error=reason)
+        self.request_stop("nats-lost")
+
     def request_stop(self, signame: str = "") -> None:
         if not self.stop_requested.is_set():
             self.log.info("service.stop_requested", signal=signame)
@@ -155,8 +168,14 @@ class Runner:
             self.log.info("service.ready", http=self.http_url, nats=self.bus.servers)
             hb_task = asyncio.create_task(self._heartbeats(), name="heartbeat")
             await self.stop_requested.wait()
-            await self._shutdown(hb_task)
-            return 0
+            if self.exit_code:  # nobody will SIGKILL a stop that hangs: bound it
+                try:
+                    await asyncio.wait_for(self._shutdown(hb_task), LOST_STOP_TIMEOUT)
+                except TimeoutError:
+                    self.log.error("service.stop_timed_out", seconds=LOST_STOP_TIMEOUT)
+            else:
+                await self._shutdown(hb_task)
+            return self.exit_code
         finally:
             server.should_exit = True
             await http_task

@@ -37,6 +37,7 @@ from nexus import subjects
 from nexus.bus import Bus
 from nexus.errors import BusError, NexusError, RemoteError
 from nexus.messages import (
+    TOKEN_MAX,
     BookRequest,
     BookSnapshot,
     CancelAll,
@@ -70,6 +71,10 @@ _ANSWER_TYPES = frozenset().union(*ANSWERS.values())
 
 class OrderClientError(NexusError):
     """Base of the order client's errors."""
+
+
+class InvalidCommand(OrderClientError, ValueError):
+    """A command that cannot be sent as it is (e.g. a client order id that cannot be a header value)."""
 
 
 class SubmitTimeout(OrderClientError):
@@ -242,11 +247,15 @@ class OrderClient:
         in time; submitting the same command again is then safe and returns the original answer."""
         if cmd.account != self.account:
             raise OrderClientError(f"command for account {cmd.account!r} sent through {self.account!r}")
+        coid = cmd.client_order_id
+        if not (len(coid) <= TOKEN_MAX and coid.isascii() and coid.isprintable() and " " not in coid):
+            raise InvalidCommand(
+                f"client_order_id {coid[:80]!r}: up to {TOKEN_MAX} visible ASCII characters, no spaces"
+            )
         if not self._started:
             await self.start()
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        coid = cmd.client_order_id
         kinds = ANSWERS[type(cmd)]
         known = self._answers.get(coid)
         if known is not None and known.exec_type in kinds:

@@ -16,7 +16,7 @@ from nats.aio.subscription import Subscription
 
 from nexus import messages, subjects
 from nexus.bus import Bus
-from nexus.client import OrderClient, SubmitTimeout
+from nexus.client import InvalidCommand, OrderClient, SubmitTimeout
 from nexus.errors import SubjectError
 from nexus.logs import get_logger
 from nexus.messages import ErrorReply, ExecReport, Message, OrderCommandMsg
@@ -98,7 +98,7 @@ class Gateway:
                     reply = await self.submit(cmd)
                 except SubmitTimeout as exc:
                     reply = ErrorReply(code="TIMEOUT", reason=str(exc))
-                except SubjectError as exc:  # e.g. an empty symbol: no subject to send it on
+                except (SubjectError, InvalidCommand) as exc:  # no subject or header can hold it
                     self.bad_requests_total += 1
                     reply = ErrorReply(code="INVALID_FIELD", reason=str(exc))
                 except Exception as exc:  # an answer is owed to the requester whatever happened

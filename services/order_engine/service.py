@@ -29,7 +29,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from nats.aio.msg import Msg
 
 from nexus import messages, streams, subjects
-from nexus.client import SubmitTimeout
+from nexus.client import InvalidCommand, SubmitTimeout
 from nexus.errors import BusError, RemoteError, SettingsError
 from nexus.instruments import load_instruments
 from nexus.messages import (
@@ -658,6 +658,8 @@ class OrderEngine(Service[OrderEngineSettings]):
                 return MsgspecResponse(await self.gateway.submit(cmd))
             except SubmitTimeout as exc:
                 raise HTTPException(status_code=504, detail=str(exc)) from None
+            except InvalidCommand as exc:
+                raise HTTPException(status_code=422, detail=f"invalid {kind.__name__}: {exc}") from None
 
         @router.post("/orders", response_class=MsgspecResponse, openapi_extra=body_openapi(app, NewOrder))
         async def new_order(request: Request) -> MsgspecResponse:

@@ -74,6 +74,7 @@ def configure_logging(
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # a library's warning (numpy's overflow) is a log line too
     root.setLevel(numeric)
     # uvicorn's access log is a per-request line on a hot path: keep it off unless debugging.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING if numeric > logging.DEBUG else numeric)

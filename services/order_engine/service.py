@@ -753,8 +753,9 @@ class _Coid(msgspec.Struct):
 
 
 def _client_order_id(data: bytes) -> str:
-    """The client order id of an undecodable command, when the JSON holds one (for the reject)."""
+    """The client order id of an undecodable command, when the JSON holds one (for the reject; cut to
+    the longest a valid one can be, so a 70 kB id is not echoed to the account)."""
     try:
-        return msgspec.json.decode(data, type=_Coid).client_order_id
+        return msgspec.json.decode(data, type=_Coid).client_order_id[: messages.TOKEN_MAX]
     except messages.DECODE_ERRORS:
         return ""

@@ -27,14 +27,18 @@ class SettingsError(NexusError):
         super().__init__(f"{variable}={value!r}: {reason}")
 
 
+def clip(value: str, limit: int = 80) -> str:
+    """`value` for an error message: a name sent 100 kB long is shown by its start and its length."""
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} characters)"
+
+
 class SubjectError(NexusError, ValueError):
     """A value cannot be used as a NATS subject token."""
 
     def __init__(self, value: str, reason: str) -> None:
         self.value = value
         self.reason = reason
-        shown = repr(value) if len(value) <= 80 else f"{value[:80]!r}... ({len(value)} characters)"
-        super().__init__(f"{shown} is not a valid subject token: {reason}")
+        super().__init__(f"{clip(value)!r} is not a valid subject token: {reason}")
 
 
 class NatsServerError(NexusError):

@@ -55,6 +55,7 @@ from typing import Final
 from nexus.errors import SubjectError
 from nexus.messages import (
     TOKEN_MAX,
+    TOKEN_PATTERN,
     AccountRisk,
     Alert,
     BookDelta,
@@ -79,7 +80,7 @@ from nexus.messages import (
 # not a regex validation, per publish.
 cache = lru_cache(maxsize=1 << 16)
 
-_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+_TOKEN = re.compile(TOKEN_PATTERN)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 ALL: Final = ">"
@@ -99,9 +100,7 @@ class Tier(StrEnum):
 def token(value: str) -> str:
     """Return `value` if it is a valid subject token, else raise SubjectError."""
     if not _TOKEN.fullmatch(value):
-        raise SubjectError(value, "only A-Z a-z 0-9 _ - are allowed and it must not be empty")
-    if len(value) > TOKEN_MAX:
-        raise SubjectError(value, f"a token is at most {TOKEN_MAX} characters")
+        raise SubjectError(value, f"a token is A-Z a-z 0-9 _ -, not empty, at most {TOKEN_MAX} characters")
     return value
 
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 
 from feed_handler.config import FeedConfig, GroupConfig
 from feed_handler.errors import ConfigError, FeedConflict, FeedError, FeedNotFound
+from nexus.messages import DECODE_ERRORS
 from nexus.runtime import MsgspecResponse, body_openapi, read_body
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ async def _read_feed(request: Request) -> Any:
         return msgspec.json.decode(data, type=FeedConfig)
     except msgspec.ValidationError as exc:
         raise HTTPException(status_code=422, detail=f"invalid feed definition: {exc}") from None
-    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
+    except DECODE_ERRORS as exc:  # not JSON, or nested deeper than msgspec follows
         raise HTTPException(status_code=400, detail=f"malformed JSON: {exc}") from None
 
 

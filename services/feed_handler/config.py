@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from feed_handler.errors import ConfigError
-from nexus.errors import SettingsError, SubjectError
+from nexus.errors import SettingsError, SubjectError, clip
 from nexus.settings import load_toml
 from nexus.subjects import safe_symbol, token
 
@@ -256,7 +256,7 @@ def _token(name: str, field: str, value: str) -> None:
     try:
         token(value)
     except SubjectError as exc:
-        raise ConfigError(name, f"{field} {value[:80]!r}: {exc.reason}") from None
+        raise ConfigError(name, f"{field} {clip(value)!r}: {exc.reason}") from None
 
 
 def _url(name: str, field: str, value: str, schemes: tuple[str, ...]) -> None:

@@ -11,7 +11,7 @@ FeedError                     base of everything the feed handler raises on purp
 
 from __future__ import annotations
 
-from nexus.errors import NexusError
+from nexus.errors import NexusError, clip
 
 
 class FeedError(NexusError):
@@ -24,8 +24,7 @@ class ConfigError(FeedError, ValueError):
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
         self.reason = reason
-        shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
-        super().__init__(f"{shown}: {reason}" if name else reason)
+        super().__init__(f"{clip(name)}: {reason}" if name else reason)
 
 
 class FeedNotFound(FeedError, LookupError):

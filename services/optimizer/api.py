@@ -44,7 +44,7 @@ def decode_request(data: bytes) -> OptimizeRequest:
                 ErrorCode.NAN_INPUT, "the JSON contains NaN or Infinity: every number must be finite"
             ) from None
         raise OptimizerError(ErrorCode.DECODE_ERROR, str(exc)) from None
-    except RecursionError as exc:  # JSON nested deeper than msgspec follows
+    except RecursionError as exc:  # JSON nested deeper than msgspec follows (see messages.DECODE_ERRORS)
         raise OptimizerError(ErrorCode.DECODE_ERROR, str(exc)) from None
 
 

@@ -237,9 +237,11 @@ class Risk(Service[RiskSettings]):
         # The decision is stored under the command's own id. A command published without one (straight
         # into the stream) is known by its place in the stream: an id made from its account and client
         # order id would be the one of an earlier command reusing them, and this one's answer (a
-        # DUPLICATE_ORDER_ID reject) would be dropped as that one's duplicate.
-        in_place = f"{streams.ORDER_ENTRY}:{msg.metadata.sequence.stream}"
-        msg_id = (msg.headers or {}).get("Nats-Msg-Id") or in_place
+        # DUPLICATE_ORDER_ID reject) would be dropped as that one's duplicate. (Only then is the place
+        # read: parsing the ack subject costs ~3 µs.)
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id") or (
+            f"{streams.ORDER_ENTRY}:{msg.metadata.sequence.stream}"
+        )
         try:
             cmd = self.decoder.decode(msg.data)
         except messages.DECODE_ERRORS as exc:

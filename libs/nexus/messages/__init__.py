@@ -16,6 +16,7 @@ import msgspec
 
 from nexus.messages.base import (
     TOKEN_MAX,
+    TOKEN_PATTERN,
     ClientOrderId,
     ExecType,
     Message,
@@ -155,6 +156,7 @@ __all__ = [
     "DECODE_ERRORS",
     "PUBLIC_MESSAGES",
     "TOKEN_MAX",
+    "TOKEN_PATTERN",
     "AccountRisk",
     "Alert",
     "AnyMessage",

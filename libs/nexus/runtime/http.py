@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import nexus
 from nexus.errors import SubjectError
+from nexus.messages import DECODE_ERRORS
 
 if TYPE_CHECKING:
     from nexus.runtime.runner import Runner
@@ -41,7 +42,7 @@ async def read_body(request: Request, kind: type[T]) -> T:
         return msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as exc:
         raise HTTPException(status_code=422, detail=f"invalid {kind.__name__}: {exc}") from None
-    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
+    except DECODE_ERRORS as exc:  # not JSON, or nested deeper than msgspec follows
         raise HTTPException(status_code=400, detail=f"malformed JSON: {exc}") from None
 
 

@@ -74,9 +74,9 @@ def at_receipt(ns: int) -> int:
     return time.time_ns()
 
 
-def classify(exc: msgspec.DecodeError | RecursionError) -> BadInput:
-    """A msgspec decode error as a BadInput with a reason code (RecursionError: JSON nested deeper than
-    msgspec follows, so invalid JSON as far as a venue is concerned)."""
+def classify(exc: Exception) -> BadInput:
+    """One of messages.DECODE_ERRORS as a BadInput with a reason code (RecursionError: JSON nested deeper
+    than msgspec follows, so invalid JSON as far as a venue is concerned)."""
     text = str(exc)
     if not isinstance(exc, msgspec.ValidationError):
         return BadInput("invalid_json", text)

@@ -36,7 +36,7 @@ from feed_handler.protocols.base import (
     identity,
     value_decoder,
 )
-from nexus.messages import Side
+from nexus.messages import DECODE_ERRORS, Side
 from nexus.subjects import safe_symbol
 
 MS = 1_000_000
@@ -255,7 +255,7 @@ class BinanceProtocol:
                 self._depth(raw, ts_recv)
             else:
                 self._trade(raw, kind, ts_recv)
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except DECODE_ERRORS as exc:
             self.out.bad_input(classify(exc), raw)
         except BadInput as exc:
             self.out.bad_input(exc, raw)
@@ -470,7 +470,7 @@ class BinanceProtocol:
             snap = _snapshot.decode(raw)
             st = self._state(venue_symbol.upper())
             values = _snapshot_values.decode(raw)
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except DECODE_ERRORS as exc:
             self.snapshot_failed(venue_symbol.upper())
             self.out.bad_input(classify(exc), raw)
             return

@@ -36,7 +36,7 @@ from feed_handler.protocols.base import (
     iso_ns,
     value_decoder,
 )
-from nexus.messages import Side
+from nexus.messages import DECODE_ERRORS, Side
 from nexus.subjects import safe_symbol
 
 
@@ -219,7 +219,7 @@ class CoinbaseProtocol:
                     self.out.touch()
                 case _Error():
                     raise BadInput("venue_error", f"{msg.message}: {msg.reason}")
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except DECODE_ERRORS as exc:
             bad = classify(exc)
             self._lost_update(raw, bad.reason)
             self.out.bad_input(bad, raw)
@@ -231,7 +231,7 @@ class CoinbaseProtocol:
         misses it (level2 has no sequence numbers to show the hole later): resync the product."""
         try:
             probe = _probe.decode(raw)
-        except (msgspec.DecodeError, RecursionError):
+        except DECODE_ERRORS:
             return  # not even a JSON object with a type and a product
         p = self.products.get(probe.product_id)
         if probe.type == "l2update" and p is not None and p.synced:

@@ -28,7 +28,7 @@ def read(path: str | Path, out: Output) -> Iterator[tuple[int, MarketDataMsg]]:
             try:
                 checked = _decoder.decode(line)
                 msg = msgspec.convert(msgspec.to_builtins(checked), MarketDataMsg)
-            except (msgspec.DecodeError, RecursionError) as exc:
+            except messages.DECODE_ERRORS as exc:
                 out.bad_input(classify(exc), line)
                 continue
             yield msg.ts_event or msg.ts_recv, msg
